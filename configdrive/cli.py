@@ -1,0 +1,28 @@
+"""The `configdrive` command line: a lazy click group.
+
+Each command sits in its own module under :mod:`configdrive.commands` and is
+imported only when it runs (see :class:`LazyGroup`). Exit codes everywhere:
+0 success, 1 failure (for example a 404 or an invalid image), 2 bad input.
+"""
+from __future__ import annotations
+
+import click
+
+from configdrive.lazy_group import LazyGroup
+
+COMMANDS = {
+    "validate": "configdrive.commands.content:validate",
+    "render": "configdrive.commands.content:render",
+    "tree": "configdrive.commands.content:tree",
+}
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="configdrive")
+def cli() -> None:
+    """Build OpenStack config drives and serve instance metadata from one model."""
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,207 @@
+"""Instance specs: YAML/JSON file -> validated, self-contained dict -> Instance.
+
+Three stages, each reporting every problem with the file and the JSON path:
+
+1. parse (YAML 1.2-like: no sexagesimal MACs, no ``yes``/``no`` booleans,
+   duplicate keys rejected);
+2. the packaged JSON Schema (shape, unknown keys);
+3. semantic checks (:mod:`metadata_content.checks`): addresses, CIDRs, MACs,
+   UUIDs, hostnames, cross references, Nova's user-data limit.
+
+Files a spec refers to (user data, injected files, keys) are read relative to
+the spec and inlined, so the store can keep a spec without its directory.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from metadata_content.errors import Problem, SpecError
+from metadata_content.model import Instance
+
+
+def load_instance(path: str | Path) -> Instance:
+    """Read, validate and build the instance described by the spec at *path*."""
+    return _read(Path(path))[1]
+
+
+def read_spec(path: str | Path) -> dict[str, Any]:
+    """The spec at *path* as a self-contained dict (referenced files inlined), validated."""
+    return _read(Path(path))[0]
+
+
+def _read(path: Path) -> tuple[dict[str, Any], Instance]:
+    data = parse_file(path)
+    problems = schema_problems(data)
+    if problems:
+        raise SpecError(str(path), problems)
+    problems = inline_files(data, path.parent)
+    if problems:
+        raise SpecError(str(path), problems)
+    return data, instance_from_data(data, str(path))
+
+
+def instance_from_data(data: Any, source: str) -> Instance:
+    """Validate a self-contained spec dict and build its :class:`Instance`."""
+    from metadata_content.build_instance import build
+    from metadata_content.checks import semantic_problems
+
+    problems = schema_problems(data)
+    if not problems:
+        problems = _unresolved_files(data)
+    if not problems:
+        problems = semantic_problems(data)
+    if problems:
+        raise SpecError(source, problems)
+    return build(data)
+
+
+# -- parsing ------------------------------------------------------------------
+
+def parse_file(path: Path) -> Any:
+    """YAML or JSON by content (JSON is YAML); errors name the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(path), [Problem("", "no such file")]) from None
+    except IsADirectoryError:
+        raise SpecError(str(path), [Problem("", "is a directory, not a spec file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), [Problem("", f"cannot read: {exc}")]) from None
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(str(path), [Problem("", f"invalid JSON: {exc}")]) from None
+    import yaml
+
+    from metadata_content.yaml_loader import SpecLoader
+
+    try:
+        return yaml.load(text, Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
+    except yaml.YAMLError as exc:
+        raise SpecError(str(path), [Problem("", f"invalid YAML: {exc}")]) from None
+
+
+# -- schema -------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def _schema() -> dict[str, Any]:
+    text = resources.files("metadata_content").joinpath("schemas/instance.schema.json").read_text()
+    return json.loads(text)
+
+
+@lru_cache(maxsize=None)
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(_schema())
+
+
+def json_path(parts: Any) -> str:
+    """``["nics", 1, "subnets", 0, "cidr"]`` -> ``nics[1].subnets[0].cidr``."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def schema_problems(data: Any) -> list[Problem]:
+    """Every schema violation, one Problem each, naming the exact field."""
+    if not isinstance(data, dict):
+        return [Problem("", "a spec must be a mapping (YAML) or an object (JSON)")]
+    problems = []
+    for error in _validator().iter_errors(data):
+        problems.extend(_explain(error))
+    return sorted(set(problems), key=lambda p: (p.path, p.message))
+
+
+def _explain(error: Any) -> list[Problem]:
+    where = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in allowed]
+        out = []
+        for key in extra:
+            hint = difflib.get_close_matches(key, allowed, n=1)
+            tip = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(allowed)})"
+            out.append(Problem(json_path([*where, key]), f"unknown key{tip}"))
+        return out
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        return [Problem(json_path([*where, missing]), "is required")]
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return [Problem(json_path(where), f"must be {_article(expected)}, not {type(error.instance).__name__} {error.instance!r}")]
+    if error.validator == "enum":
+        choices = ", ".join(repr(c) for c in error.validator_value)
+        return [Problem(json_path(where), f"{error.instance!r} is not one of {choices}")]
+    if error.validator in ("minProperties", "maxProperties") and json_path(where) == "user_data":
+        return [Problem("user_data", "give exactly one of text, base64 or file")]
+    return [Problem(json_path(where), error.message)]
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+# -- referenced files ---------------------------------------------------------
+
+def inline_files(data: dict[str, Any], base: Path) -> list[Problem]:
+    """Replace ``file:`` references by their content (relative to *base*), in place."""
+    problems: list[Problem] = []
+
+    def read(rel: str, where: str) -> bytes | None:
+        target = base / rel
+        try:
+            return target.read_bytes()
+        except OSError as exc:
+            problems.append(Problem(where, f"cannot read {str(target)!r}: {exc.strerror or exc}"))
+            return None
+
+    user_data = data.get("user_data")
+    if isinstance(user_data, dict) and "file" in user_data:
+        content = read(user_data["file"], "user_data.file")
+        if content is not None:
+            data["user_data"] = {"base64": base64.b64encode(content).decode()}
+    for i, item in enumerate(data.get("files", [])):
+        if "file" in item:
+            content = read(item.pop("file"), f"files[{i}].file")
+            if content is not None:
+                item["content_base64"] = base64.b64encode(content).decode()
+    for i, key in enumerate(data.get("keys", [])):
+        if "file" in key:
+            content = read(key.pop("file"), f"keys[{i}].file")
+            if content is not None:
+                try:
+                    key["data"] = content.decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    problems.append(Problem(f"keys[{i}].file", "is not UTF-8 text"))
+    return problems
+
+
+def _unresolved_files(data: dict[str, Any]) -> list[Problem]:
+    """A dict given without its directory must not refer to files."""
+    found = []
+    if isinstance(data.get("user_data"), dict) and "file" in data["user_data"]:
+        found.append(Problem("user_data.file", "file references must be inlined (use read_spec)"))
+    for name in ("files", "keys"):
+        for i, item in enumerate(data.get(name, [])):
+            if "file" in item:
+                found.append(Problem(f"{name}[{i}].file", "file references must be inlined (use read_spec)"))
+    return found
+
+
+def decode_base64(value: str) -> bytes | None:
+    """Strict base64 (whitespace allowed), or None when it is not base64."""
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Creates .venv and installs configdrive into it (editable). Extra pip
+# arguments, such as '.[test]', can be given through CONFIGDRIVE_EXTRAS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${CONFIGDRIVE_EXTRAS:-}"

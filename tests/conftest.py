@@ -1,0 +1,31 @@
+"""Shared fixtures: where things are, and running the real CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+SAMPLE_SPECS = sorted(SAMPLES.glob("*.yaml"))
+CLI = [sys.executable, "-m", "configdrive"]
+
+
+def run_cli(*args: str, check: bool = False, env: dict[str, str] | None = None,
+            cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    """Run `configdrive ARGS` as a real process; output stays bytes."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([*CLI, *args], capture_output=True, env=full_env, cwd=cwd or ROOT,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"configdrive {' '.join(args)} exited {proc.returncode}:\n"
+                             f"{proc.stderr.decode(errors='replace')}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    return SAMPLES
