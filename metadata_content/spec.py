@@ -86,7 +86,14 @@ def parse_file(path: Path) -> Any:
     try:
         return yaml.load(text, Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
     except yaml.YAMLError as exc:
-        raise SpecError(str(path), [Problem("", f"invalid YAML: {exc}")]) from None
+        raise SpecError(str(path), [Problem("", f"invalid YAML: {_yaml_reason(exc)}")]) from None
+
+
+def _yaml_reason(exc: Exception) -> str:
+    """One line: what PyYAML found and where (its own text spans several lines)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
 
 
 # -- schema -------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""Spec loading: the forms a spec may take, defaults, and YAML's traps."""
+from __future__ import annotations
+
+import base64
+import json
+
+from metadata_content import MetadataTree, load_instance
+from metadata_content.spec import read_spec
+
+UUID = "dc7c8e7d-a420-45fd-bc9f-ae0a16177f73"
+
+
+def write(tmp_path, text, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_minimal_defaults(tmp_path):
+    inst = load_instance(write(tmp_path, f"uuid: {UUID}\nhostname: h\n"))
+    assert inst.fqdn == "h.novalocal" and inst.name == "h"
+    assert inst.ec2_ids.instance_id == "i-dc7c8e7d"
+    assert inst.availability_zone == "nova" and inst.reservation_id == "r-dc7c8e7d"
+    md = json.loads(MetadataTree(inst).lookup("/openstack/latest/meta_data.json").body)
+    assert "public_keys" not in md and "meta" not in md and md["devices"] == []
+
+
+def test_empty_dhcp_domain_gives_a_bare_hostname(tmp_path):
+    inst = load_instance(write(tmp_path, f"uuid: {UUID}\nhostname: h\ndhcp_domain: ''\n"))
+    assert MetadataTree(inst).lookup("/latest/meta-data/hostname").body == b"h"
+
+
+def test_user_data_forms(tmp_path):
+    (tmp_path / "ud.sh").write_bytes(b"#!/bin/sh\n\xff binary ok\n")
+    for form, expected in [
+        ("user_data: hello", b"hello"),
+        ("user_data: {text: hello}", b"hello"),
+        ("user_data: {base64: aGVsbG8=}", b"hello"),
+        ("user_data: {file: ud.sh}", b"#!/bin/sh\n\xff binary ok\n"),
+    ]:
+        inst = load_instance(write(tmp_path, f"uuid: {UUID}\nhostname: h\n{form}\n"))
+        assert inst.user_data == expected, form
+
+
+def test_read_spec_inlines_files_so_the_store_needs_no_directory(tmp_path):
+    (tmp_path / "motd").write_text("hi\n")
+    (tmp_path / "k.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpLnqtlLpQehMSV8X8CH+gml0Nmc9dH5Q/2haAxA8eB a\n")
+    data = read_spec(write(tmp_path, f"uuid: {UUID}\nhostname: h\nfiles: [{{path: /etc/motd, file: motd}}]\n"
+                                     "keys: [{name: a, file: k.pub}]\n"))
+    assert data["files"] == [{"path": "/etc/motd", "content_base64": base64.b64encode(b"hi\n").decode()}]
+    assert data["keys"][0]["data"].startswith("ssh-ed25519 ")
+    json.dumps(data)  # storable as JSON
+
+
+def test_yaml_traps_are_disarmed(tmp_path):
+    inst = load_instance(write(tmp_path, f"uuid: {UUID}\nhostname: h\nmeta: {{answer: no, mode: '0755'}}\n"
+                                         "nics: [{mac: 52:54:00:12:34:56}]\n"))
+    assert inst.meta == {"answer": "no", "mode": "0755"}
+    assert inst.nics[0].mac == "52:54:00:12:34:56"
+
+
+def test_json_spec(tmp_path):
+    inst = load_instance(write(tmp_path, json.dumps({"uuid": UUID, "hostname": "j"}), "spec.json"))
+    assert inst.hostname == "j"
+
+
+def test_literal_network_data_is_passed_through(tmp_path):
+    doc = {"links": [{"id": "eth0", "type": "phy", "ethernet_mac_address": "fa:16:3e:00:00:01", "mtu": 1500}],
+           "networks": [{"id": "n0", "type": "ipv4", "link": "eth0", "ip_address": "10.0.0.2",
+                         "netmask": "255.255.255.0", "network_id": "b1a76d32-32c2-42c2-9aee-e226ccf7eec3"}],
+           "services": []}
+    inst = load_instance(write(tmp_path, json.dumps({"uuid": UUID, "hostname": "h", "network_data": doc}), "s.json"))
+    tree = MetadataTree(inst)
+    assert json.loads(tree.lookup("/openstack/latest/network_data.json").body) == doc
+    assert tree.lookup("/latest/meta-data/local-ipv4").body == b"10.0.0.2"
+    assert [(p.network_id, p.ip, p.mac) for p in inst.ports()] == [
+        ("b1a76d32-32c2-42c2-9aee-e226ccf7eec3", "10.0.0.2", "fa:16:3e:00:00:01")]
+
+
+def test_ec2_ids_from_numbers_or_given(tmp_path):
+    inst = load_instance(write(tmp_path, f"uuid: {UUID}\nhostname: h\nec2_instance_id: 255\n"
+                                         "image: {ec2_id: ami-0123456789abcdef0}\nkernel: {ec2_id: 1}\n"))
+    assert inst.ec2_ids.instance_id == "i-000000ff"
+    assert inst.ec2_ids.ami_id == "ami-0123456789abcdef0"
+    assert inst.ec2_ids.kernel_id == "aki-00000001" and inst.ec2_ids.ramdisk_id is None
+    tree = MetadataTree(inst)
+    assert tree.lookup("/latest/meta-data/ramdisk-id").status == 404  # unknown: omitted, not "None"
+    assert b"ramdisk-id" not in tree.lookup("/latest/meta-data").body
