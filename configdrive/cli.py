@@ -14,6 +14,8 @@ COMMANDS = {
     "validate": "configdrive.commands.content:validate",
     "render": "configdrive.commands.content:render",
     "tree": "configdrive.commands.content:tree",
+    "build": "configdrive.commands.images:build",
+    "inspect": "configdrive.commands.images:inspect",
 }
 
 

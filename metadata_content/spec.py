@@ -44,19 +44,23 @@ def _read(path: Path) -> tuple[dict[str, Any], Instance]:
     problems = inline_files(data, path.parent)
     if problems:
         raise SpecError(str(path), problems)
-    return data, instance_from_data(data, str(path))
+    return data, _checked_build(data, str(path))
 
 
 def instance_from_data(data: Any, source: str) -> Instance:
     """Validate a self-contained spec dict and build its :class:`Instance`."""
+    problems = schema_problems(data) or _unresolved_files(data)
+    if problems:
+        raise SpecError(source, problems)
+    return _checked_build(data, source)
+
+
+def _checked_build(data: dict[str, Any], source: str) -> Instance:
+    """Semantic checks and build, for a dict that already passed the schema."""
     from metadata_content.build_instance import build
     from metadata_content.checks import semantic_problems
 
-    problems = schema_problems(data)
-    if not problems:
-        problems = _unresolved_files(data)
-    if not problems:
-        problems = semantic_problems(data)
+    problems = semantic_problems(data)
     if problems:
         raise SpecError(source, problems)
     return build(data)

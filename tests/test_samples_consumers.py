@@ -13,14 +13,7 @@ from metadata_content.network import network_data
 from metadata_content.network_schema import validate_network_data
 from tests.cloudinit_consumer import b64decode_field, read_config_drive_dir
 from tests.conftest import SAMPLE_SPECS, run_cli
-
-
-def write_tree(files: dict[str, bytes], root: Path) -> Path:
-    for name, body in files.items():
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(body)
-    return root
+from tests.imagetools import write_tree
 
 
 @pytest.mark.parametrize("spec", SAMPLE_SPECS, ids=[p.stem for p in SAMPLE_SPECS])

@@ -1,0 +1,125 @@
+"""Build layer: spec -> drive files (metadata_content) -> image file, atomically.
+
+The one place that reads SOURCE_DATE_EPOCH, picks a writer and names outputs.
+Writers are imported on demand so an ISO build never imports pyfatfs.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Mapping
+
+FORMATS = {"iso9660": ".iso", "vfat": ".img"}
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+DEFAULT_VFAT_SIZE = 64 * 1024 * 1024
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+class BadInput(ValueError):
+    """A user mistake (exit status 2): bad option value, spec, or existing output."""
+
+
+class OutputError(OSError):
+    """The image could not be written where asked (exit status 1)."""
+
+
+def parse_size(text: str) -> int:
+    """``64M``, ``65536K``, ``1G`` or plain bytes (binary units) -> bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise BadInput(f"invalid size {text!r}: use bytes or a K/M/G/T suffix, e.g. 64M")
+    number, unit = int(match.group(1)), match.group(2).lower()
+    return number * 1024 ** " kmgt".index(unit or " ")
+
+
+def source_date_epoch(environ: Mapping[str, str] = os.environ) -> int | None:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org) as an int, or None when unset."""
+    raw = environ.get("SOURCE_DATE_EPOCH")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise BadInput(f"SOURCE_DATE_EPOCH must be a non-negative integer, not {raw!r}")
+    return int(raw)
+
+
+def write_image(files: Mapping[str, bytes], fileobj: BinaryIO, fmt: str, *,
+                size: int | None = None, epoch: int | None = None) -> None:
+    """Write ``files`` as a ``fmt`` image into an empty binary file."""
+    if fmt == "iso9660":
+        if size is not None:
+            raise BadInput("--size applies to vfat images only")
+        from configdrive.iso import write_iso
+        write_iso(files, fileobj, epoch=epoch)
+    elif fmt == "vfat":
+        from configdrive.vfat import write_vfat
+        write_vfat(files, fileobj, size=size or DEFAULT_VFAT_SIZE, epoch=epoch)
+    else:
+        raise BadInput(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def render_drive_files(spec: Path) -> dict[str, bytes]:
+    """Load and validate a spec, then let the content model render the drive tree."""
+    from metadata_content import MetadataTree, load_instance
+    instance = load_instance(spec)
+    return MetadataTree(instance, delivery="drive").drive_files()
+
+
+def expand_specs(paths: list[Path]) -> list[Path]:
+    """Spec files as given, directories expanded to their spec files (sorted)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir()
+                            if p.suffix.lower() in SPEC_SUFFIXES and p.is_file())
+        else:
+            found.append(path)
+    return found
+
+
+@dataclass(frozen=True)
+class Job:
+    spec: Path
+    output: Path
+
+
+def plan(specs: list[Path], output: Path | None, fmt: str, batch: bool) -> list[Job]:
+    """Output paths: -o is the image for one spec, the directory for a batch."""
+    suffix = FORMATS[fmt]
+    if not batch:
+        spec = specs[0]
+        if output is None or output.is_dir():
+            return [Job(spec, (output or Path(".")) / (spec.stem + suffix))]
+        return [Job(spec, output)]
+    outdir = output if output is not None else Path(".")
+    if outdir.exists() and not outdir.is_dir():
+        raise BadInput(f"{outdir}: -o must be a directory when building several images")
+    jobs = [Job(spec, outdir / (spec.stem + suffix)) for spec in specs]
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.output in seen:
+            raise BadInput(f"{job.spec} and {seen[job.output]} would both write {job.output}")
+        seen[job.output] = job.spec
+    return jobs
+
+
+def build_one(job: Job, fmt: str, *, size: int | None, epoch: int | None,
+              force: bool) -> int:
+    """Render and write one image atomically; return its size in bytes."""
+    from configdrive.atomic import atomic_output
+    if not force and os.path.lexists(job.output):
+        raise FileExistsError(17, "file exists (use --force to replace it)", str(job.output))
+    files = render_drive_files(job.spec)
+    parent = job.output.parent
+    if not parent.is_dir():
+        raise BadInput(f"cannot write {job.output}: directory {parent} does not exist")
+    try:
+        with atomic_output(job.output, force=force) as fh:
+            write_image(files, fh, fmt, size=size, epoch=epoch)
+            fh.seek(0, os.SEEK_END)
+            return fh.tell()
+    except (FileExistsError, IsADirectoryError):
+        raise
+    except OSError as err:
+        raise OutputError(err.errno, f"cannot write {job.output}: {err.strerror}") from err

@@ -1,0 +1,133 @@
+"""`configdrive inspect`: reads any config drive back and says what a guest would miss."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from configdrive.inspect import read_drive, validate
+from configdrive.iso import write_iso
+from configdrive.vfat import write_vfat
+from imagetools import HOSTNAME, UUID, fixture_files, mkfs_vfat_image, nova_iso_image, read_tree, run
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "configdrive", "inspect"]
+
+
+def _inspect(*args: str):
+    import subprocess
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def _iso(tmp_path: Path, files, name="d.iso", **kwargs) -> Path:
+    path = tmp_path / name
+    with open(path, "wb") as fh:
+        write_iso(files, fh, epoch=0, **kwargs)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("inspect")
+    files = fixture_files()
+    ours_vfat = tmp / "ours.img"
+    with open(ours_vfat, "wb") as fh:
+        write_vfat(files, fh, epoch=0)
+    return {"ours-iso": _iso(tmp, files, "ours.iso"), "ours-vfat": ours_vfat,
+            "nova-iso": nova_iso_image(files, tmp / "nova.iso", tmp / "n"),
+            "mkfs-vfat": mkfs_vfat_image(files, tmp / "mkfs.img", tmp / "m")}
+
+
+@pytest.mark.parametrize("kind", ["ours-iso", "ours-vfat", "nova-iso", "mkfs-vfat"])
+def test_reads_every_kind_of_drive_exactly(images: dict[str, Path], kind: str) -> None:
+    drive = read_drive(images[kind])
+    assert drive.files == fixture_files()
+    assert drive.label == "config-2"
+    report = validate(drive)
+    assert report.valid, report.problems
+    assert (report.uuid, report.hostname) == (UUID, HOSTNAME)
+    assert report.openstack_versions[-1] == "latest" and "2018-08-27" in report.openstack_versions
+    assert report.ec2_versions == ["2009-04-04", "latest"]
+
+
+@pytest.mark.parametrize("kind", ["nova-iso", "mkfs-vfat"])
+def test_cli_json_and_extract(images: dict[str, Path], kind: str, tmp_path: Path) -> None:
+    proc = _inspect(str(images[kind]), "--json", "--extract", str(tmp_path / "x"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["valid"] and report["label"] == "config-2" and report["uuid"] == UUID
+    assert report["format"] == ("iso9660" if kind.endswith("iso") else "vfat")
+    assert read_tree(tmp_path / "x") == fixture_files()
+
+
+def test_cli_text_report(images: dict[str, Path]) -> None:
+    proc = _inspect(str(images["ours-iso"]))
+    assert proc.returncode == 0
+    assert "label:      config-2" in proc.stdout and UUID in proc.stdout and "valid:      yes" in proc.stdout
+
+
+def test_a_non_image_is_bad_input(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not an image" * 5000)
+    for target in (junk, tmp_path / "missing.iso"):
+        proc = _inspect(str(target))
+        assert proc.returncode == 2
+        assert "Traceback" not in proc.stderr and str(target) in proc.stderr
+
+
+def _problems(tmp_path: Path, files, **kwargs) -> list[str]:
+    proc = _inspect(str(_iso(tmp_path, files, **kwargs)), "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)["problems"]
+
+
+def test_incomplete_dated_directory_is_invalid(tmp_path: Path) -> None:
+    files = fixture_files()
+    del files["openstack/2018-08-27/network_data.json"]
+    assert any("2018-08-27" in p and "network_data.json" in p for p in _problems(tmp_path, files))
+
+
+def test_wrong_label_is_invalid(tmp_path: Path) -> None:
+    assert any("label" in p for p in _problems(tmp_path, fixture_files(), volume_id="CONFIG-X"))
+
+
+def test_missing_uuid_and_bad_json_are_invalid(tmp_path: Path) -> None:
+    files = fixture_files()
+    files["openstack/latest/meta_data.json"] = b'{"hostname": "x"}'
+    files["openstack/2012-08-10/meta_data.json"] = b"{not json"
+    problems = _problems(tmp_path, files)
+    assert any("no uuid" in p for p in problems)
+    assert any("2012-08-10/meta_data.json: invalid JSON" in p for p in problems)
+
+
+def test_missing_required_file_and_content_is_invalid(tmp_path: Path) -> None:
+    files = fixture_files()
+    del files["openstack/latest/meta_data.json"]
+    assert any("latest/meta_data.json is missing" in p for p in _problems(tmp_path, files))
+    files = fixture_files()
+    del files["openstack/content/0000"]
+    assert any("content/0000" in p for p in _problems(tmp_path, files))
+
+
+def test_network_data_is_checked_against_the_schema(tmp_path: Path) -> None:
+    schema = ROOT / "metadata_content" / "schemas" / "network_data.schema.json"
+    assert schema.is_file(), "metadata_content/schemas/network_data.schema.json is missing"
+    files = fixture_files()
+    files["openstack/latest/network_data.json"] = b'{"links": "nope", "networks": [], "services": []}'
+    assert any("latest/network_data.json" in p for p in _problems(tmp_path, files))
+
+
+def test_upper_case_fat_label_is_reported(tmp_path: Path) -> None:
+    image = tmp_path / "upper.img"
+    with open(image, "wb") as fh:
+        fh.truncate(64 * 1024 * 1024)
+    run("mkfs.vfat", "-n", "CONFIG-2", str(image))
+    src = tmp_path / "src"
+    from imagetools import write_tree
+    write_tree(fixture_files(), src)
+    run("mcopy", "-s", "-i", str(image), *[str(p) for p in src.iterdir()], "::/",
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    report = validate(read_drive(image))
+    assert not report.valid and any("CONFIG-2" in p for p in report.problems)

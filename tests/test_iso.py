@@ -1,0 +1,177 @@
+"""ISO writer: independent readers (isoinfo, bsdtar, 7z, xorriso, blkid) agree on every image."""
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from configdrive.iso import IsoError, write_iso
+from imagetools import blkid, bsdtar_extract, fixture_files, read_tree, run
+
+EPOCH = 1700000000
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("iso") / "drive.iso"
+    with open(path, "wb") as fh:
+        write_iso(fixture_files(), fh, epoch=EPOCH)
+    return path
+
+
+def _listing(image: Path, *flags: str) -> dict[str, str]:
+    """isoinfo -l output as {path: listing line} (dot entries skipped)."""
+    out = run("isoinfo", *flags, "-l", "-i", str(image)).stdout
+    entries, directory = {}, ""
+    for line in out.splitlines():
+        if line.startswith("Directory listing of "):
+            directory = line[len("Directory listing of "):].strip()
+        elif line.strip():
+            name = line.split("]", 1)[1].strip()
+            if name not in (".", ".."):
+                entries[directory + name] = line
+    return entries
+
+
+def test_blkid_sees_iso9660_config2(image: Path) -> None:
+    info = blkid(image)
+    assert info["TYPE"] == "iso9660" and info["LABEL"] == "config-2"
+
+
+def test_volume_id_and_extensions(image: Path) -> None:
+    out = run("isoinfo", "-d", "-i", str(image)).stdout
+    assert "Volume id: config-2\n" in out
+    assert "Joliet" in out and "Rock Ridge" in out
+
+
+def test_size_is_a_4k_multiple(image: Path) -> None:
+    assert image.stat().st_size % 4096 == 0
+    blocks = int(re.search(r"Volume size is: (\d+)", run("isoinfo", "-d", "-i", str(image)).stdout)[1])
+    assert blocks * 2048 == image.stat().st_size
+
+
+def test_rock_ridge_names_and_modes_as_genisoimage_r(image: Path) -> None:
+    entries = _listing(image, "-R")
+    files = fixture_files()
+    assert {p.lstrip("/") for p, line in entries.items() if not line.startswith("d")} == set(files)
+    for path, line in entries.items():
+        mode, _links, uid, gid = line.split()[:4]
+        assert (uid, gid) == ("0", "0")
+        assert mode == ("dr-xr-xr-x" if line.startswith("d") else "-r--r--r--"), line
+    assert "/openstack/2013-04-04/meta_data.json" in entries
+
+
+def test_joliet_names_are_exact(image: Path) -> None:
+    entries = _listing(image, "-J")
+    assert {p.lstrip("/") for p, line in entries.items() if not line.startswith("d")} == set(fixture_files())
+
+
+def test_primary_names_are_valid_iso9660(image: Path) -> None:
+    entries = _listing(image)
+    assert len([p for p, line in entries.items() if not line.startswith("d")]) == len(fixture_files())
+    for path in entries:
+        for part in path.strip("/").split("/"):
+            assert re.fullmatch(r"[A-Z0-9_]{1,31}(\.[A-Z0-9_]{0,8};1)?", part), part
+
+
+def test_bsdtar_extracts_the_exact_files(image: Path, tmp_path: Path) -> None:
+    assert bsdtar_extract(image, tmp_path / "x") == fixture_files()
+
+
+def test_7z_lists_every_file(image: Path, tmp_path: Path) -> None:
+    listing = run("7z", "l", str(image)).stdout
+    for name in fixture_files():
+        assert name in listing
+    run("7z", "x", "-y", f"-o{tmp_path / 'x'}", str(image))
+    assert read_tree(tmp_path / "x") == fixture_files()
+
+
+def test_xorriso_reads_it(image: Path, tmp_path: Path) -> None:
+    out = run("xorriso", "-indev", str(image), "-find", "/", "-type", "f").stdout
+    assert {line.strip("'").lstrip("/") for line in out.splitlines() if line.startswith("'")} \
+        == set(fixture_files())
+    dest = tmp_path / "x"
+    run("xorriso", "-osirrox", "on", "-indev", str(image), "-extract", "/", str(dest))
+    assert read_tree(dest) == fixture_files()
+
+
+def test_colliding_names_are_disambiguated(tmp_path: Path) -> None:
+    files = {"d/a-b.json": b"1", "d/a_b.json": b"2", "d/A_B.JSON": b"3", "d/noext": b"4",
+             "d/many.dots.in.name": b"5", "d/" + "x" * 60: b"6", "e-f/g": b"7", "e_f/g": b"8"}
+    path = tmp_path / "c.iso"
+    with open(path, "wb") as fh:
+        write_iso(files, fh, epoch=EPOCH)
+    assert bsdtar_extract(path, tmp_path / "x") == files
+    primary = [p for p, line in _listing(path).items() if not line.startswith("d")]
+    assert len(primary) == len(set(primary)) == len(files)
+
+
+def test_bad_paths_are_refused() -> None:
+    for bad in ("/abs", "a/../b", "a//b", ""):
+        with pytest.raises(IsoError):
+            write_iso({bad: b"x"}, io.BytesIO())
+    with pytest.raises(IsoError):
+        write_iso({"a": b"1", "a/b": b"2"}, io.BytesIO())
+
+
+def test_same_epoch_same_bytes_in_any_time_zone() -> None:
+    code = ("import sys; sys.path.insert(0, 'tests'); from imagetools import fixture_files; "
+            "from configdrive.iso import write_iso; import hashlib, io; b = io.BytesIO(); "
+            f"write_iso(fixture_files(), b, epoch={EPOCH}); print(hashlib.sha256(b.getvalue()).hexdigest())")
+    root = Path(__file__).resolve().parent.parent
+    digests = {subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True,
+                              text=True, env={"TZ": tz, "PATH": "/usr/bin:/bin"}).stdout
+               for tz in ("UTC", "Asia/Kolkata", "America/St_Johns")}
+    assert len(digests) == 1
+
+
+def test_dates_come_from_the_epoch(image: Path) -> None:
+    data = image.read_bytes()
+    assert data[16 * 2048 + 813:16 * 2048 + 829] == b"2023111422132000"  # creation
+    assert data[16 * 2048 + 830:16 * 2048 + 846] == b"2023111422132000"  # modification
+    listing = run("isoinfo", "-R", "-l", "-i", str(image)).stdout
+    assert "Nov 14 2023" in listing and "2026" not in listing
+
+
+def test_without_epoch_the_clock_is_used() -> None:
+    a, b = io.BytesIO(), io.BytesIO()
+    write_iso({"x": b"1"}, a, epoch=0)
+    write_iso({"x": b"1"}, b)
+    assert hashlib.sha256(a.getvalue()).digest() != hashlib.sha256(b.getvalue()).digest()
+
+
+def _bytes(files, reuse: bool, epoch: int = EPOCH) -> bytes:
+    out = io.BytesIO()
+    write_iso(files, out, epoch=epoch, reuse=reuse)
+    return out.getvalue()
+
+
+def test_refilling_a_cached_image_gives_the_same_bytes_as_a_fresh_build() -> None:
+    first = fixture_files()
+    second = {name: data[::-1] + b"more" * (i % 7) for i, (name, data) in enumerate(first.items())}
+    second["openstack/content/0001"] = b"no longer empty"
+    second["openstack/content/0000"] = b""
+    third = {name: b"x" * (4096 * (i % 3)) for i, name in enumerate(first)}  # other padding
+    _bytes(first, reuse=True)
+    for files in (second, third, first, second):
+        assert _bytes(files, reuse=True) == _bytes(files, reuse=False)
+    assert _bytes(second, reuse=True, epoch=5) == _bytes(second, reuse=False, epoch=5)
+
+
+def test_concurrent_builds_of_one_shape_stay_correct() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    variants = [{name: data + bytes([i]) * i for name, data in fixture_files().items()} for i in range(8)]
+    expected = [_bytes(files, reuse=False) for files in variants]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda files: _bytes(files, reuse=True), variants * 3))
+    assert got == expected * 3
+
+
+def test_names_no_reader_can_hold_are_refused() -> None:
+    with pytest.raises(IsoError):
+        write_iso({"d/" + "n" * 200: b"x"}, io.BytesIO())
