@@ -16,6 +16,13 @@ COMMANDS = {
     "tree": "configdrive.commands.content:tree",
     "build": "configdrive.commands.images:build",
     "inspect": "configdrive.commands.images:inspect",
+    "instances": "configdrive.commands.service:instances",
+    "serve": "configdrive.commands.service:serve",
+    "sign": "configdrive.commands.service:sign",
+    "query": "configdrive.commands.service:query",
+    "proxy": "configdrive.commands.chain:proxy",
+    "lab": "configdrive.commands.chain:lab",
+    "doctor": "configdrive.commands.chain:doctor",
 }
 
 

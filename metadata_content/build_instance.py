@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import ipaddress
 from typing import Any
 
@@ -28,20 +29,20 @@ def build(data: dict[str, Any]) -> Instance:
         image_properties=dict((data.get("image") or {}).get("properties", {})),
         keys=tuple(Keypair(k["name"], k["data"].strip(), k.get("type", "ssh")) for k in data.get("keys", [])),
         user_data=_user_data(data.get("user_data")),
-        meta=dict(data.get("meta", {})),
+        meta=dict(data.get("meta", {})),  # str -> str: a shallow copy is a full copy
         files=tuple(InjectedFile(f["path"], _content(f)) for f in data.get("files", [])),
         admin_pass=data.get("admin_pass"),
         security_groups=tuple(data.get("security_groups", [])),
         block_devices=_block_devices(data.get("block_devices") or {}),
         devices=tuple(_device(d) for d in data.get("devices", [])),
         dedicated_cpus=tuple(sorted(data.get("dedicated_cpus", []))),
-        vendor_data=dict(data.get("vendor_data", {})),
+        vendor_data=copy.deepcopy(data.get("vendor_data", {})),  # never shared with the caller's dict
         config_drive=data.get("config_drive", False),
         random_seed=_b64(data["random_seed"]) if "random_seed" in data else None,
         nics=tuple(_nic(n) for n in data.get("nics", [])),
         bonds=tuple(_bond(b) for b in data.get("bonds", [])),
         vlans=tuple(_vlan(v) for v in data.get("vlans", [])),
-        network_data=data.get("network_data"),
+        network_data=copy.deepcopy(data.get("network_data")),
     )
 
 

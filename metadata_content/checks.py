@@ -5,7 +5,6 @@ fixes every mistake in one round.
 """
 from __future__ import annotations
 
-import base64
 import ipaddress
 import re
 import uuid as uuidlib

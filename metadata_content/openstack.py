@@ -6,7 +6,7 @@ every keypair is shown (Nova shows only the first).
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Mapping
 
 from metadata_content import versions as v
 from metadata_content.model import Device, Instance
@@ -101,7 +101,7 @@ def _device(device: Device, version: str) -> dict[str, Any] | None:
     return entry
 
 
-def vendor_data2(static: dict[str, Any], dynamic: dict[str, Any] | None) -> dict[str, Any]:
+def vendor_data2(static: dict[str, Any], dynamic: Mapping[str, Any] | None) -> dict[str, Any]:
     """vendor_data2.json: ``static`` plus one key per dynamic REST target."""
     doc: dict[str, Any] = {"static": static}
     for name, value in (dynamic or {}).items():

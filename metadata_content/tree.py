@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Callable, Literal, Mapping
 
 from metadata_content import ec2, openstack
 from metadata_content import versions as v
@@ -86,13 +86,15 @@ class MetadataTree:
     """Renders one :class:`Instance` for one delivery.
 
     *password* is the value stored for the instance (HTTP only); *vendor_data2*
-    holds the answers of dynamic vendor-data targets, fetched by the caller;
+    holds the answers of dynamic vendor-data targets, or a callable that asks
+    them, called only when vendor_data2.json is rendered (targets are slow);
     *random_seed* overrides the spec's pin or a fresh ``os.urandom(512)``,
     drawn once per tree; *today* hides future OpenStack versions in listings.
     """
 
     def __init__(self, instance: Instance, *, delivery: Delivery = "http",
-                 password: str | None = None, vendor_data2: dict[str, Any] | None = None,
+                 password: str | None = None,
+                 vendor_data2: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
                  random_seed: bytes | None = None, today: date | None = None):
         self.instance = instance
         self.delivery = delivery
@@ -121,7 +123,10 @@ class MetadataTree:
 
     @cached_property
     def vendor_data2_json(self) -> bytes:
-        return dumps(openstack.vendor_data2(self.instance.vendor_data, self.dynamic_vendor_data))
+        dynamic = self.dynamic_vendor_data
+        if callable(dynamic):
+            dynamic = dynamic()
+        return dumps(openstack.vendor_data2(self.instance.vendor_data, dynamic))
 
     # -- lookup --------------------------------------------------------------
 

@@ -1,0 +1,286 @@
+"""`instances`, `serve`, `sign` and `query`: the instance store and the metadata API.
+
+Heavy imports (SQLAlchemy, Flask, granian) happen inside the commands.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE
+from configdrive.lazy_group import LazyGroup
+
+if TYPE_CHECKING:  # pragma: no cover
+    from metadata_content.server.config import ApiConfig
+    from metadata_content.store import Store
+
+CONFIG_HELP = "TOML configuration file (see the README); env CONFIGDRIVE_CONFIG."
+
+
+def _config(config_file: str | None, **overrides: Any) -> ApiConfig:
+    from metadata_content.server.config import ConfigError, load_config
+
+    try:
+        return load_config(config_file, **overrides)
+    except ConfigError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _store(ctx: click.Context) -> Store:
+    from metadata_content.store import Store
+
+    config = ctx.obj["config"]
+    try:
+        return Store(config.store_url, config.data_dir)
+    except Exception as err:  # noqa: BLE001 - any driver error becomes one clear line
+        click.echo(f"error: cannot open the store {config.store_url or config.data_dir or ''}: {err}",
+                   err=True)
+        sys.exit(EXIT_FAILURE)
+
+
+def _read_specs(paths: tuple[Path, ...]) -> list[tuple[dict[str, Any], Any]]:
+    """Validate every spec first (as `configdrive validate`); exit 2 on any problem."""
+    from metadata_content.errors import SpecError
+    from metadata_content.spec import load_spec
+
+    loaded, bad = [], False
+    for path in paths:
+        try:
+            loaded.append(load_spec(path))
+        except SpecError as err:
+            click.echo(err.render(), err=True)
+            bad = True
+    if bad:
+        click.echo("nothing was changed", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    return loaded
+
+
+def _store_call(fn: Any, *args: Any) -> Any:
+    from metadata_content.store import StoreError
+
+    try:
+        return fn(*args)
+    except StoreError as err:
+        click.echo(f"error: {err}; nothing was changed", err=True)
+        sys.exit(EXIT_FAILURE)
+
+
+store_options = [
+    click.option("--config", "config_file", type=click.Path(dir_okay=False), help=CONFIG_HELP),
+    click.option("--data-dir", type=click.Path(file_okay=False),
+                 help="Directory of the SQLite store; env CONFIGDRIVE_DATA."),
+    click.option("--store-url", help="Database URL (sqlite:///... or postgresql://...); "
+                                     "env CONFIGDRIVE_STORE_URL."),
+]
+
+
+def with_store_options(fn: Any) -> Any:
+    for option in reversed(store_options):
+        fn = option(fn)
+    return fn
+
+
+@click.group()
+@with_store_options
+@click.pass_context
+def instances(ctx: click.Context, config_file: str | None, data_dir: str | None,
+              store_url: str | None) -> None:
+    """Register instances with the metadata store (SQLite under the data dir, or PostgreSQL)."""
+    ctx.obj = {"config": _config(config_file, data_dir=data_dir, store_url=store_url)}
+
+
+@instances.command("add")
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_context
+def instances_add(ctx: click.Context, specs: tuple[Path, ...]) -> None:
+    """Register instance SPECS (all or none)."""
+    loaded = _read_specs(specs)
+    _store_call(_store(ctx).add, loaded)
+    for _data, instance in loaded:
+        click.echo(f"added {instance.uuid} ({instance.fqdn})")
+
+
+@instances.command("update")
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.pass_context
+def instances_update(ctx: click.Context, spec: Path) -> None:
+    """Replace a registered instance's spec; API caches drop it at once."""
+    ((data, instance),) = _read_specs((spec,))
+    version = _store_call(_store(ctx).update, data, instance)
+    click.echo(f"updated {instance.uuid} (version {version})")
+
+
+@instances.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def instances_list(ctx: click.Context, as_json: bool) -> None:
+    """List registered instances: uuid, project, version, name."""
+    for rec in _store(ctx).list():
+        if as_json:
+            click.echo(json.dumps({"uuid": rec.uuid, "project_id": rec.project_id,
+                                   "name": rec.name, "version": rec.version}))
+        else:
+            click.echo(f"{rec.uuid}  {rec.project_id or '-':32}  v{rec.version}  {rec.name}")
+
+
+@instances.command("show")
+@click.argument("instance_id")
+@click.pass_context
+def instances_show(ctx: click.Context, instance_id: str) -> None:
+    """Print the stored (self-contained) spec of INSTANCE_ID as JSON."""
+    rec = _store(ctx).get(instance_id)
+    if rec is None:
+        click.echo(f"error: instance {instance_id} is not registered", err=True)
+        sys.exit(EXIT_FAILURE)
+    click.echo(json.dumps(rec.spec, indent=2))
+
+
+@instances.command("remove")
+@click.argument("instance_ids", nargs=-1, required=True)
+@click.pass_context
+def instances_remove(ctx: click.Context, instance_ids: tuple[str, ...]) -> None:
+    """Unregister instances (their password goes with them)."""
+    store = _store(ctx)
+    for instance_id in instance_ids:
+        _store_call(store.remove, instance_id)
+        click.echo(f"removed {instance_id}")
+
+
+@instances.command("clear-password")
+@click.argument("instance_id")
+@click.pass_context
+def instances_clear_password(ctx: click.Context, instance_id: str) -> None:
+    """Forget the password a guest posted, so it may post a new one (Nova's clear-password)."""
+    _store(ctx).clear_password(instance_id)
+    click.echo(f"password cleared for {instance_id}")
+
+
+@instances.command("router")
+@click.argument("router_id")
+@click.argument("network_ids", nargs=-1)
+@click.pass_context
+def instances_router(ctx: click.Context, router_id: str, network_ids: tuple[str, ...]) -> None:
+    """Set the networks ROUTER_ID serves (the agent's router-side lookup); none clears."""
+    _store(ctx).set_router_networks(router_id, list(network_ids))
+    click.echo(f"router {router_id}: {', '.join(network_ids) or 'no networks'}")
+
+
+# `configdrive serve NAME`: one line per service, imported only when run
+# (issue 4 adds "agent" here).
+SERVE_COMMANDS = {
+    "api": "configdrive.commands.service:serve_api",
+    "agent": "configdrive.commands.chain:agent",
+}
+
+
+@click.group(cls=LazyGroup, lazy_commands=SERVE_COMMANDS)
+def serve() -> None:
+    """Run the metadata services."""
+
+
+@click.command("api")
+@with_store_options
+@click.option("--bind", help="Address of the metadata API [0.0.0.0:8775].")
+@click.option("--admin-bind", help="Address of /healthz and /metrics [127.0.0.1:8776].")
+@click.option("--workers", type=int, help="Worker processes [2].")
+@click.option("--threads", type=int, help="Threads per worker [2].")
+@click.option("--mode", type=click.Choice(["proxy", "direct"]), help="Identify guests by signed "
+              "headers from the agent (proxy) or by their address (direct) [proxy].")
+@click.option("--secret-file", type=click.Path(dir_okay=False), help="Shared secret (proxy mode).")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True,
+              help="Peer whose X-Forwarded-For is believed in direct mode (repeatable; CIDR allowed).")
+@click.option("--imds-v2", type=click.Choice(["optional", "required"]), help="IMDSv2 tokens [optional].")
+@click.option("--cache-ttl", type=float, help="Seconds a rendered instance is reused [15].")
+@click.option("--access-log", help="'-' (stderr), a file, or 'off' [-].")
+def serve_api(config_file: str | None, data_dir: str | None, store_url: str | None, **opts: Any) -> None:
+    """Serve instance metadata over HTTP (granian WSGI workers, Flask app)."""
+    from metadata_content.server.config import ConfigError
+
+    if not opts["trusted_proxies"]:
+        opts["trusted_proxies"] = None
+    config = _config(config_file, data_dir=data_dir, store_url=store_url, **opts)
+    try:
+        config.check()
+    except ConfigError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    from metadata_content.server.serve import serve_api as run
+
+    click.echo(f"metadata API ({config.mode} mode) on {config.bind}, admin on {config.admin_bind}, "
+               f"{config.workers} worker(s)", err=True)
+    run(config)
+
+
+@click.command()
+@click.argument("instance_id")
+@click.option("--secret-file", required=True, type=click.Path(dir_okay=False), help="Shared secret.")
+def sign(instance_id: str, secret_file: str) -> None:
+    """Print X-Instance-ID-Signature for INSTANCE_ID (hex HMAC-SHA256 of the id)."""
+    from metadata_content.server.config import ConfigError, read_secret
+    from metadata_content.server.identity import sign_instance_id
+
+    try:
+        secret = read_secret(secret_file)
+    except ConfigError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(sign_instance_id(secret, instance_id))
+
+
+@click.command()
+@with_store_options
+@click.option("--instance", "instance_id", required=True, help="Instance uuid to ask as.")
+@click.option("--api", default="http://127.0.0.1:8775", show_default=True, help="Metadata API URL.")
+@click.option("--secret-file", type=click.Path(dir_okay=False), help="Shared secret [from config].")
+@click.option("--method", default="GET", show_default=True)
+@click.option("--data", help="Request body (for POST on password).")
+@click.argument("path")
+def query(config_file: str | None, data_dir: str | None, store_url: str | None, instance_id: str,
+          api: str, secret_file: str | None, method: str, data: str | None, path: str) -> None:
+    """Fetch PATH from a running API exactly as the agent would (signed, with the tenant).
+
+    The body goes to stdout, the status to stderr; exit 0 for 200, 1 otherwise.
+    """
+    import urllib.error
+    import urllib.request
+
+    from metadata_content.server.config import ConfigError, read_secret
+    from metadata_content.server.identity import sign_instance_id
+    from metadata_content.store import Store
+
+    config = _config(config_file, data_dir=data_dir, store_url=store_url, secret_file=secret_file)
+    if not config.secret_file:
+        click.echo("error: give --secret-file (or secret_file in the config)", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    try:
+        secret = read_secret(config.secret_file)
+    except ConfigError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    rec = Store(config.store_url, config.data_dir).get(instance_id)
+    if rec is None:
+        click.echo(f"error: instance {instance_id} is not registered", err=True)
+        sys.exit(EXIT_FAILURE)
+    headers = {"X-Instance-ID": instance_id, "X-Tenant-ID": rec.project_id or "",
+               "X-Instance-ID-Signature": sign_instance_id(secret, instance_id)}
+    url = api.rstrip("/") + "/" + path.lstrip("/")
+    req = urllib.request.Request(url, data=data.encode() if data is not None else None,
+                                 method=method.upper(), headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - operator-given URL
+            status, body = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, body = err.code, err.read()
+    except OSError as err:
+        click.echo(f"error: cannot reach {api}: {err}", err=True)
+        sys.exit(EXIT_FAILURE)
+    sys.stdout.buffer.write(body)
+    sys.stdout.buffer.flush()
+    click.echo(f"{status}", err=True)
+    sys.exit(0 if status == 200 else EXIT_FAILURE)

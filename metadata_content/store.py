@@ -1,0 +1,564 @@
+"""The instance store: registered specs, the indexes services look guests up
+by, and the state guests write (the password).
+
+SQLAlchemy Core over an embedded SQLite file (WAL, so many readers and one
+writer across processes) or a PostgreSQL URL (several API hosts, one
+database). The spec is stored as the self-contained JSON dict that
+:func:`metadata_content.spec.read_spec` returns, so the store never needs the
+spec's directory again.
+
+Cross-process cache invalidation: every write to an instance appends its
+uuid to ``changes`` (a monotonic sequence); API workers keep the last
+sequence they saw and drop exactly the instances named since
+(:class:`ChangeWatcher`).
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sqlalchemy.engine import Engine
+
+    from metadata_content.model import Instance
+
+DB_FILE = "store.db"
+KEEP_CHANGES = 10_000  # change-log rows kept; a worker further behind drops its whole cache
+PASSWORD_MAX = 1020    # Nova: 4 chunks of 255 characters
+NOTIFY_CHANNEL = "configdrive_changes"
+
+
+class StoreError(Exception):
+    """A request the store refuses (duplicate uuid, address in use, unknown id).
+    ``str()`` is the message for the user; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One registered instance as stored."""
+
+    uuid: str
+    project_id: str | None
+    name: str
+    version: int
+    spec: dict[str, Any]
+
+
+def default_data_dir() -> Path:
+    """``$CONFIGDRIVE_DATA``, else /var/lib/configdrive for root, else the XDG data dir."""
+    if os.environ.get("CONFIGDRIVE_DATA"):
+        return Path(os.environ["CONFIGDRIVE_DATA"])
+    if os.geteuid() == 0:
+        return Path("/var/lib/configdrive")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "configdrive"
+
+
+def store_url(url: str | None = None, data_dir: str | Path | None = None) -> str:
+    """A database URL: *url* as given, else the SQLite file in the data directory."""
+    if url:
+        return url
+    folder = Path(data_dir) if data_dir else default_data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder.resolve() / DB_FILE}"
+
+
+def normalise_ip(ip: str) -> str:
+    """Canonical text of an address (IPv4-mapped IPv6 -> IPv4), or the input if it is none."""
+    try:
+        addr = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def _tables() -> Any:
+    import sqlalchemy as sa
+
+    meta = sa.MetaData()
+    t = {
+        "instances": sa.Table(
+            "instances", meta,
+            sa.Column("uuid", sa.String(36), primary_key=True),
+            sa.Column("project_id", sa.String(255), index=True),
+            sa.Column("name", sa.String(255), nullable=False),
+            sa.Column("spec", sa.Text, nullable=False),
+            sa.Column("version", sa.Integer, nullable=False),
+            sa.Column("updated_at", sa.Float, nullable=False)),
+        "ports": sa.Table(
+            "ports", meta,
+            sa.Column("network_id", sa.String(64), primary_key=True),
+            sa.Column("ip", sa.String(64), primary_key=True),
+            sa.Column("mac", sa.String(17), index=True),
+            sa.Column("instance_uuid", sa.String(36),
+                      sa.ForeignKey("instances.uuid", ondelete="CASCADE"), nullable=False, index=True),
+            sa.Index("ix_ports_ip", "ip")),
+        "routers": sa.Table(
+            "routers", meta,
+            sa.Column("router_id", sa.String(64), primary_key=True),
+            sa.Column("network_id", sa.String(64), primary_key=True)),
+        "passwords": sa.Table(
+            "passwords", meta,
+            sa.Column("instance_uuid", sa.String(36),
+                      sa.ForeignKey("instances.uuid", ondelete="CASCADE"), primary_key=True),
+            sa.Column("value", sa.Text, nullable=False)),
+        "changes": sa.Table(
+            "changes", meta,
+            sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("uuid", sa.String(36), nullable=False),
+            sqlite_autoincrement=True),
+        "settings": sa.Table(
+            "settings", meta,
+            sa.Column("key", sa.String(64), primary_key=True),
+            sa.Column("value", sa.Text, nullable=False)),
+    }
+    return meta, t
+
+
+class Store:
+    """All reads and writes of registered instances. Safe to share between threads."""
+
+    def __init__(self, url: str | None = None, data_dir: str | Path | None = None):
+        import sqlalchemy as sa
+
+        self.url = store_url(url, data_dir)
+        self.is_sqlite = self.url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.url.startswith("postgresql://"):
+            self.url = "postgresql+psycopg://" + self.url[len("postgresql://"):]
+        if not self.is_sqlite:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.meta, self.t = _tables()
+        self.meta.create_all(self.engine)
+
+    @property
+    def sqlite_path(self) -> str | None:
+        return self.engine.url.database if self.is_sqlite else None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes --------------------------------------------------------------
+
+    def add(self, items: list[tuple[dict[str, Any], Instance]]) -> None:
+        """Register validated instances, all or none: a duplicate uuid or a fixed
+        IP already used on the same network refuses the whole batch."""
+        with self.engine.begin() as conn:
+            self._lock_changes(conn)
+            for spec, instance in items:
+                if self._exists(conn, instance.uuid):
+                    raise StoreError(f"instance {instance.uuid} is already registered "
+                                     f"(use 'configdrive instances update')")
+                conn.execute(self.t["instances"].insert().values(
+                    uuid=instance.uuid, project_id=instance.project_id, name=instance.name,
+                    spec=json.dumps(spec), version=1, updated_at=time.time()))
+                self._insert_ports(conn, instance)
+                self._log_change(conn, instance.uuid)
+
+    def update(self, spec: dict[str, Any], instance: Instance) -> int:
+        """Replace a registered instance's spec (keeps its password); the new version."""
+        import sqlalchemy as sa
+
+        t = self.t
+        with self.engine.begin() as conn:
+            self._lock_changes(conn)
+            row = conn.execute(sa.select(t["instances"].c.version)
+                               .where(t["instances"].c.uuid == instance.uuid)).first()
+            if row is None:
+                raise StoreError(f"instance {instance.uuid} is not registered (use 'configdrive instances add')")
+            conn.execute(t["ports"].delete().where(t["ports"].c.instance_uuid == instance.uuid))
+            self._insert_ports(conn, instance)
+            version = row[0] + 1
+            conn.execute(t["instances"].update().where(t["instances"].c.uuid == instance.uuid).values(
+                project_id=instance.project_id, name=instance.name, spec=json.dumps(spec),
+                version=version, updated_at=time.time()))
+            self._log_change(conn, instance.uuid)
+        return version
+
+    def remove(self, uuid: str) -> None:
+        t = self.t
+        with self.engine.begin() as conn:
+            self._lock_changes(conn)
+            if not self._exists(conn, uuid):
+                raise StoreError(f"instance {uuid} is not registered")
+            for name in ("ports", "passwords"):
+                conn.execute(t[name].delete().where(t[name].c.instance_uuid == uuid))
+            conn.execute(t["instances"].delete().where(t["instances"].c.uuid == uuid))
+            self._log_change(conn, uuid)
+
+    def set_router_networks(self, router_id: str, network_ids: list[str]) -> None:
+        """Which networks a router serves (the agent's router-side port lookup)."""
+        t = self.t["routers"]
+        with self.engine.begin() as conn:
+            conn.execute(t.delete().where(t.c.router_id == router_id))
+            for net in dict.fromkeys(network_ids):
+                conn.execute(t.insert().values(router_id=router_id, network_id=net))
+            # Agents cache router -> networks too; any change-log entry makes them drop it.
+            self._log_change(conn, f"router:{router_id}")
+
+    def ports_on(self, network_id: str) -> list[tuple[str, str, str]]:
+        """(mac, ip, instance uuid) of every port on *network_id* that has a MAC (DHCP hosts)."""
+        import sqlalchemy as sa
+
+        p = self.t["ports"].c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(p.mac, p.ip, p.instance_uuid)
+                                .where(p.network_id == network_id, p.mac.is_not(None))
+                                .order_by(p.ip)).all()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def set_password_once(self, uuid: str, value: str) -> bool:
+        """Store a guest's password unless one is set: True for the one caller that wins.
+
+        A single conditional statement (insert, or overwrite an empty value),
+        so exactly one of many concurrent callers, in any process, wins.
+        """
+        t = self.t["passwords"]
+        stmt = self._insert(t).values(instance_uuid=uuid, value=value)
+        stmt = stmt.on_conflict_do_update(index_elements=[t.c.instance_uuid],
+                                          set_={"value": stmt.excluded.value}, where=t.c.value == "")
+        # RETURNING, not rowcount: psycopg reports -1 for this statement.
+        with self.engine.begin() as conn:
+            return conn.execute(stmt.returning(t.c.instance_uuid)).first() is not None
+
+    def clear_password(self, uuid: str) -> None:
+        """Forget the password (Nova's clear-password), so the guest may post a new one."""
+        t = self.t["passwords"]
+        with self.engine.begin() as conn:
+            conn.execute(t.delete().where(t.c.instance_uuid == uuid))
+
+    # -- reads ---------------------------------------------------------------
+
+    def get(self, uuid: str) -> Record | None:
+        import sqlalchemy as sa
+
+        c = self.t["instances"].c
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(c.uuid, c.project_id, c.name, c.version, c.spec)
+                               .where(c.uuid == uuid)).first()
+        if row is None:
+            return None
+        return Record(row[0], row[1], row[2], row[3], json.loads(row[4]))
+
+    def version(self, uuid: str) -> int | None:
+        """The instance's version counter (bumped by every update), None if unknown."""
+        import sqlalchemy as sa
+
+        c = self.t["instances"].c
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(c.version).where(c.uuid == uuid)).scalar()
+
+    def list(self) -> list[Record]:
+        """Every instance, without specs (``spec`` is empty), by name."""
+        import sqlalchemy as sa
+
+        c = self.t["instances"].c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.uuid, c.project_id, c.name, c.version)
+                                .order_by(c.name, c.uuid)).all()
+        return [Record(r[0], r[1], r[2], r[3], {}) for r in rows]
+
+    def count(self) -> int:
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(self.t["instances"])).scalar_one())
+
+    def find_by_address(self, ip: str, network_ids: list[str] | None = None) -> list[tuple[str, str | None]]:
+        """(uuid, project) of instances owning fixed *ip*, on *network_ids* if given."""
+        import sqlalchemy as sa
+
+        p, i = self.t["ports"].c, self.t["instances"].c
+        q = (sa.select(p.instance_uuid, i.project_id).join(self.t["instances"], p.instance_uuid == i.uuid)
+             .where(p.ip == normalise_ip(ip)))
+        if network_ids is not None:
+            q = q.where(p.network_id.in_(network_ids))
+        with self.engine.connect() as conn:
+            return [(r[0], r[1]) for r in dict.fromkeys(tuple(r) for r in conn.execute(q))]
+
+    def find_by_mac(self, mac: str, network_ids: list[str] | None = None) -> list[tuple[str, str | None]]:
+        """(uuid, project) of instances with a port of MAC *mac* (IPv6 link-local sources)."""
+        import sqlalchemy as sa
+
+        p, i = self.t["ports"].c, self.t["instances"].c
+        q = (sa.select(p.instance_uuid, i.project_id).join(self.t["instances"], p.instance_uuid == i.uuid)
+             .where(p.mac == mac.lower()))
+        if network_ids is not None:
+            q = q.where(p.network_id.in_(network_ids))
+        with self.engine.connect() as conn:
+            return [(r[0], r[1]) for r in dict.fromkeys(tuple(r) for r in conn.execute(q))]
+
+    def router_networks(self, router_id: str) -> list[str]:
+        import sqlalchemy as sa
+
+        c = self.t["routers"].c
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(c.network_id).where(c.router_id == router_id)
+                                               .order_by(c.network_id))]
+
+    def get_password(self, uuid: str) -> str | None:
+        import sqlalchemy as sa
+
+        c = self.t["passwords"].c
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(c.value).where(c.instance_uuid == uuid)).scalar()
+        return value or None
+
+    def setting(self, key: str, make: Any = lambda: secrets.token_hex(32)) -> str:
+        """A persistent value shared by every process (created once, first writer wins)."""
+        import sqlalchemy as sa
+
+        t = self.t["settings"]
+        stmt = self._insert(t).values(key=key, value=make()).on_conflict_do_nothing(index_elements=[t.c.key])
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+            return conn.execute(sa.select(t.c.value).where(t.c.key == key)).scalar_one()
+
+    def _insert(self, table: Any) -> Any:
+        """The dialect's INSERT, which has ON CONFLICT on both SQLite and PostgreSQL."""
+        if self.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        return insert(table)
+
+    def ping(self) -> None:
+        """Raise when the database cannot be reached (``/healthz``)."""
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # -- change log ----------------------------------------------------------
+
+    def last_change(self) -> int:
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(self.t["changes"].c.seq), 0)))
+                       .scalar_one())
+
+    def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
+        """(newest seq, uuids changed after *seq*), or None for the uuids when the log
+        no longer reaches back that far (the caller forgets everything)."""
+        import sqlalchemy as sa
+
+        c = self.t["changes"].c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.seq, c.uuid).where(c.seq > seq).order_by(c.seq)).all()
+            if not rows:
+                return seq, []
+            if rows[0][0] != seq + 1:
+                oldest = conn.execute(sa.select(sa.func.min(c.seq))).scalar_one()
+                if oldest > seq + 1:
+                    return rows[-1][0], None
+        return rows[-1][0], list(dict.fromkeys(r[1] for r in rows))
+
+    # -- helpers -------------------------------------------------------------
+
+    def _exists(self, conn: Any, uuid: str) -> bool:
+        import sqlalchemy as sa
+
+        c = self.t["instances"].c
+        return conn.execute(sa.select(c.uuid).where(c.uuid == uuid)).first() is not None
+
+    def _insert_ports(self, conn: Any, instance: Instance) -> None:
+        import sqlalchemy as sa
+
+        p = self.t["ports"].c
+        seen: set[tuple[str, str]] = set()
+        for port in instance.ports():
+            key = (port.network_id or "", normalise_ip(port.ip))
+            if key in seen:
+                continue
+            seen.add(key)
+            owner = conn.execute(sa.select(p.instance_uuid).where(p.network_id == key[0], p.ip == key[1])).scalar()
+            if owner is not None:
+                where = f"network {key[0]}" if key[0] else "a port without network_id"
+                raise StoreError(f"fixed IP {key[1]} on {where} is already used by instance {owner}")
+            conn.execute(self.t["ports"].insert().values(
+                network_id=key[0], ip=key[1], mac=(port.mac or "").lower() or None,
+                instance_uuid=instance.uuid))
+
+    def _log_change(self, conn: Any, uuid: str) -> None:
+        c = self.t["changes"]
+        seq = conn.execute(c.insert().values(uuid=uuid)).inserted_primary_key[0]
+        conn.execute(c.delete().where(c.c.seq <= seq - KEEP_CHANGES))
+        if not self.is_sqlite:
+            import sqlalchemy as sa
+
+            conn.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))  # delivered at commit
+
+    def _lock_changes(self, conn: Any) -> None:
+        """Serialise writers on PostgreSQL so change-log sequence numbers commit in
+        order (a reader must never see seq N+1 before N). SQLite has one writer."""
+        import sqlalchemy as sa
+
+        if self.is_sqlite:
+            # Take the write lock first: a deferred transaction that has read
+            # cannot upgrade under contention and would fail instead of waiting.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.execute(sa.text("LOCK TABLE changes IN EXCLUSIVE MODE"))
+
+
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    """WAL for concurrent readers and writers across processes; wait, do not fail, on locks."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout = 10000")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+
+
+class ChangeWatcher:
+    """Tells one process which instances changed in the store since it last asked.
+
+    The change log is read only when something may have changed, so the
+    per-request cost stays in microseconds:
+
+    * SQLite: the WAL-index header at the start of the ``-shm`` file (which
+      SQLite maps into every connection) changes with every commit, by any
+      process (https://www.sqlite.org/walformat.html); comparing its 48 bytes
+      through a read-only mmap costs ~0.3 us and, unlike any SQL call, does
+      not release the GIL (which cost ~20% of the throughput under load).
+      Without the mmap: ``PRAGMA data_version`` per thread (~12 us);
+    * PostgreSQL: a private LISTEN connection; writers NOTIFY on commit, and a
+      zero-timeout ``select()`` on its socket (a few us) says whether any
+      notification arrived. Without it (connection lost) every poll reads the
+      log, and the next poll reconnects.
+    """
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._path = store.sqlite_path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._pg: Any = None
+        self._shm: Any = None
+        self._keep: sqlite3.Connection | None = None
+        self._shm_seen = b""
+        if self._path is None:
+            self._listen()  # before reading the log: no change can fall in between
+        else:
+            self._map_shm()
+        self.seq = store.last_change()
+
+    @property
+    def cheap(self) -> bool:
+        """True when :meth:`poll` costs well under a microsecond when nothing changed."""
+        return self._shm is not None
+
+    def _map_shm(self) -> None:
+        """Keep a private connection open (so the -shm file lives) and map its header."""
+        import mmap
+
+        try:
+            self._keep = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            self._keep.execute("SELECT count(*) FROM changes").fetchone()  # initialises the WAL index
+            fd = os.open(f"{self._path}-shm", os.O_RDONLY)
+            try:
+                self._shm = mmap.mmap(fd, 136, prot=mmap.PROT_READ)
+            finally:
+                os.close(fd)
+        except (OSError, ValueError, sqlite3.Error):
+            self._shm = None
+
+    def _listen(self) -> bool:
+        try:
+            import psycopg
+
+            url = self.store.engine.url.set(drivername="postgresql")
+            conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._pg = conn
+            return True
+        except Exception:  # noqa: BLE001 - fall back to reading the log every time
+            return False
+
+    def _sqlite_changed(self) -> bool:
+        if self._shm is not None:
+            header = self._shm[:48]
+            if header == self._shm_seen:
+                return False
+            self._shm_seen = header
+            return True
+        return self._data_version_changed()
+
+    def _data_version_changed(self) -> bool:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, check_same_thread=True, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 10000")
+            self._local.conn = conn
+            self._local.version = None
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._local.version:
+            return False
+        self._local.version = version
+        return True
+
+    def _pg_changed(self) -> bool:
+        import select
+
+        if self._pg is None:
+            self._listen()
+            return True  # whatever happened while not listening is in the log
+        try:
+            ready, _, _ = select.select([self._pg.fileno()], [], [], 0)
+            if ready:
+                with self._lock:
+                    self._pg.execute("SELECT 1")  # consumes the queued notifications
+            return bool(ready)
+        except Exception:  # noqa: BLE001 - reconnect on the next poll
+            self._pg = None
+            return True
+
+    def version(self, uuid: str) -> int | None:
+        """The instance's version counter through the watcher's private connection:
+        tens of microseconds on SQLite, where the pooled SQLAlchemy path costs ~0.6 ms."""
+        if self._path is not None:
+            if getattr(self._local, "conn", None) is None:
+                self._data_version_changed()  # opens the thread's connection
+            row = self._local.conn.execute("SELECT version FROM instances WHERE uuid = ?", (uuid,)).fetchone()
+            return None if row is None else int(row[0])
+        if self._pg is not None:
+            try:
+                with self._lock:
+                    row = self._pg.execute("SELECT version FROM instances WHERE uuid = %s", (uuid,)).fetchone()
+                return None if row is None else int(row[0])
+            except Exception:  # noqa: BLE001 - the pooled path below reconnects
+                self._pg = None
+        return self.store.version(uuid)
+
+    def close(self) -> None:
+        if self._keep is not None:
+            self._keep.close()
+            self._keep = None
+        if self._pg is not None:
+            self._pg.close()
+            self._pg = None
+
+    def poll(self) -> list[str] | None:
+        """Uuids changed since the last poll (usually []), or None: forget everything."""
+        changed = self._sqlite_changed() if self._path is not None else self._pg_changed()
+        if not changed:
+            return []
+        with self._lock:
+            newest, uuids = self.store.changes_since(self.seq)
+            self.seq = max(self.seq, newest)
+        return uuids

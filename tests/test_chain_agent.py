@@ -1,0 +1,310 @@
+"""The metadata agent as a real process on its UNIX socket.
+
+Its upstream here is a small recording HTTP server on 127.0.0.1 that answers
+what a test asks for (a status, a delay) and echoes what it received, so the
+tests can see exactly which headers and bytes the agent forwards. The
+end-to-end tests run the agent against the real API.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metadata_content.server import haproxy, netns
+from metadata_content.server.agent import guest_address, mac_from_link_local
+from metadata_content.server.doctor import _UnixHTTP
+from metadata_content.server.identity import sign_instance_id
+from metadata_content.spec import instance_from_data, read_spec
+from metadata_content.store import Store
+from tests.conftest import ROOT, SAMPLES
+
+WEB = read_spec(SAMPLES / "webserver.yaml")
+WEB_NET = WEB["nics"][0]["network_id"]
+WEB_IP = WEB["nics"][0]["subnets"][0]["ip"]
+WEB_MAC = WEB["nics"][0]["mac"]
+
+
+class Recorder(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Echo)
+        self.peers: list[int] = []
+
+
+class _Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        self.server.peers.append(self.client_address[1])  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        status = 200
+        parts = self.path.split("?")[0].strip("/").split("/")
+        if parts[0] == "status":
+            status = int(parts[1])
+        elif parts[0] == "sleep":
+            time.sleep(float(parts[1]))
+        out = json.dumps({"method": self.command, "path": self.path, "headers": list(self.headers.items()),
+                          "body_len": len(body), "body_head": body[:16].decode("latin-1")}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Openstack-Request-Id", "req-upstream")
+        self.send_header("Set-Cookie", "never=passed")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_HEAD = _answer  # noqa: N815
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Recorder]:
+    server = Recorder()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("agent")
+    secret = base / "secret"
+    secret.write_text("agent-test-secret\n")
+    store = Store(data_dir=base / "data")
+    store.add([(WEB, instance_from_data(json.loads(json.dumps(WEB)), "webserver"))])
+    store.set_router_networks("router-1", [WEB_NET])
+    store.close()
+    return {"dir": base, "secret": str(secret), "data": str(base / "data")}
+
+
+def start_agent(env: dict[str, Any], api: str, name: str, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    sock = str(env["dir"] / f"{name}.sock")
+    log = open(env["dir"] / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, "-m", "configdrive", "serve", "agent", "--socket", sock,
+                             "--api", api, "--secret-file", env["secret"], "--data-dir", env["data"], *extra],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise AssertionError(f"agent exited: {(env['dir'] / f'{name}.log').read_text()}")
+        try:
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.connect(sock)
+            return proc, sock
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("agent did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def agent(env: dict[str, Any], upstream: Recorder) -> Iterator[str]:
+    proc, sock = start_agent(env, f"http://127.0.0.1:{upstream.server_port}", "main",
+                             "--timeout", "1", "--cache-ttl", "600")
+    yield sock
+    stop(proc)
+
+
+def ask(sock: str, path: str = "/openstack", method: str = "GET", body: bytes | None = None,
+        **headers: str) -> tuple[int, dict[str, str], bytes]:
+    conn = _UnixHTTP(sock, timeout=10)
+    try:
+        hdrs = {"X-Neutron-Network-ID": WEB_NET, "X-Forwarded-For": WEB_IP}
+        for key, value in headers.items():
+            name = key.replace("_", "-")
+            if value is None:
+                hdrs.pop(name, None)
+            else:
+                hdrs[name] = value
+        conn.request(method, path, body=body, headers={k: v for k, v in hdrs.items() if v is not None})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def test_forwards_only_identity_headers_and_the_whole_body(agent: str, env: dict[str, Any]) -> None:
+    body = bytes(range(256)) * 400  # 100 kB: Neutron read one 4 KiB recv
+    status, headers, out = ask(agent, "/openstack/latest/password?x=1&y=%2F", "POST", body,
+                               **{"X-Instance-ID": "forged", "X-Tenant-ID": "forged",
+                                  "X-Instance-ID-Signature": "forged", "Cookie": "a=b",
+                                  "Authorization": "Basic eA==", "X-Custom": "1",
+                                  "X-aws-ec2-metadata-token": "tok"})
+    assert status == 200
+    seen = json.loads(out)
+    assert seen["method"] == "POST" and seen["path"] == "/openstack/latest/password?x=1&y=%2F"
+    assert seen["body_len"] == len(body)
+    names = {k.lower(): v for k, v in seen["headers"]}
+    assert set(names) == {"host", "content-length", "x-forwarded-for", "x-instance-id", "x-tenant-id",
+                          "x-instance-id-signature", "x-aws-ec2-metadata-token"}
+    assert names["x-instance-id"] == WEB["uuid"]
+    assert names["x-tenant-id"] == WEB["project_id"]
+    assert names["x-instance-id-signature"] == sign_instance_id(b"agent-test-secret", WEB["uuid"])
+    assert names["x-forwarded-for"] == WEB_IP
+    # only content type and request id come back, no hop headers or cookies
+    lowered = {k.lower(): v for k, v in headers.items()}
+    assert lowered.get("x-openstack-request-id") == "req-upstream"
+    assert "set-cookie" not in lowered
+
+
+@pytest.mark.parametrize("code,expected", [(200, 200), (400, 400), (401, 401), (403, 403), (404, 404),
+                                           (409, 409), (500, 500), (502, 502), (503, 503), (504, 504),
+                                           (201, 502), (302, 502), (418, 502)])
+def test_status_mapping(agent: str, code: int, expected: int) -> None:
+    assert ask(agent, f"/status/{code}")[0] == expected
+
+
+def test_slow_api_gives_504_within_the_timeout(agent: str) -> None:
+    began = time.monotonic()
+    status, _, body = ask(agent, "/sleep/4")
+    assert status == 504 and b"in time" in body
+    assert time.monotonic() - began < 3
+    assert ask(agent, "/openstack")[0] == 200  # the timed-out connection is not reused
+
+
+def test_api_unreachable_is_503(env: dict[str, Any]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc, sock = start_agent(env, f"http://127.0.0.1:{port}", "down")
+    try:
+        status, _, body = ask(sock)
+        assert status == 503 and b"temporarily unavailable" in body
+    finally:
+        stop(proc)
+
+
+def test_identity_rules(agent: str, env: dict[str, Any]) -> None:
+    assert ask(agent, X_Neutron_Router_ID="router-1")[0] == 400  # both ids
+    assert ask(agent, X_Neutron_Network_ID=None)[0] == 400  # neither
+    assert ask(agent, X_Forwarded_For=None)[0] == 400
+    assert ask(agent, X_Neutron_Network_ID=None, X_Neutron_Router_ID="router-1")[0] == 200
+    assert ask(agent, X_Neutron_Network_ID=None, X_Neutron_Router_ID="router-unknown")[0] == 404
+    # the last X-Forwarded-For entry (haproxy's) decides, whatever comes before it
+    assert ask(agent, X_Forwarded_For=f"10.9.9.9, {WEB_IP}")[0] == 200
+    status, _, body = ask(agent, X_Forwarded_For=f"{WEB_IP}, 10.9.9.9")
+    assert status == 404 and b"not found on network" in body
+    assert ask(agent, X_Forwarded_For=f"::ffff:{WEB_IP}")[0] == 200
+    assert ask(agent, X_Neutron_Network_ID="another-network")[0] == 404
+    # IPv6 link-local: the MAC in the EUI-64 interface id finds the port
+    mac = bytes.fromhex(WEB_MAC.replace(":", ""))
+    eui = bytes([mac[0] ^ 2]) + mac[1:3] + b"\xff\xfe" + mac[3:]
+    link_local = ipaddress.IPv6Address(b"\xfe\x80" + b"\0" * 6 + eui)
+    assert ask(agent, X_Forwarded_For=str(link_local))[0] == 200
+    assert ask(agent, X_Forwarded_For="fe80::1")[0] == 404
+
+
+def test_new_instance_is_found_at_once_despite_the_cache(agent: str, env: dict[str, Any]) -> None:
+    """A negative answer is cached (TTL 600 s here) but the store's change log drops it."""
+    ip = "10.0.0.77"
+    assert ask(agent, X_Forwarded_For=ip)[0] == 404
+    spec = json.loads(json.dumps(WEB))
+    spec["uuid"] = "8d0c3a8e-6f0a-4c39-9f57-2b0c1d2e3f40"
+    spec["nics"][0]["subnets"][0]["ip"] = ip
+    spec["nics"][0]["mac"] = "fa:16:3e:11:22:44"
+    spec["nics"][0]["port_id"] = "2f0c3a8e-6f0a-4c39-9f57-2b0c1d2e3f41"
+    store = Store(data_dir=env["data"])
+    store.add([(spec, instance_from_data(json.loads(json.dumps(spec)), "copy"))])
+    store.close()
+    status, _, body = ask(agent, X_Forwarded_For=ip)
+    assert status == 200
+    assert dict((k.lower(), v) for k, v in json.loads(body)["headers"])["x-instance-id"] == spec["uuid"]
+
+
+def test_connections_to_the_api_are_reused(agent: str, upstream: Recorder) -> None:
+    upstream.peers.clear()
+    for _ in range(30):
+        assert ask(agent)[0] == 200
+    assert len(set(upstream.peers)) <= 2, upstream.peers
+
+
+def test_socket_mode_and_backlog(agent: str, env: dict[str, Any], upstream: Recorder) -> None:
+    assert stat.S_IMODE(os.stat(agent).st_mode) == 0o660
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    listed = netns.run("ss", "-xlH", "src", agent).stdout.split()
+    assert int(listed[3]) == min(4096, somaxconn), listed
+    proc, sock = start_agent(env, f"http://127.0.0.1:{upstream.server_port}", "mode",
+                             "--socket-mode", "0600", "--backlog", "256")
+    try:
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        assert int(netns.run("ss", "-xlH", "src", sock).stdout.split()[3]) == 256
+    finally:
+        stop(proc)
+    assert not os.path.exists(sock)
+
+
+def test_guest_address_parsing() -> None:
+    assert guest_address("10.0.0.1") == ("10.0.0.1", None)
+    assert guest_address("1.2.3.4, 10.0.0.1") == ("10.0.0.1", None)
+    assert guest_address("::ffff:10.0.0.1") == ("10.0.0.1", None)
+    assert guest_address("2001:db8::1") == ("2001:db8::1", None)
+    assert guest_address("fe80::f816:3eff:fe11:2233") == ("fe80::f816:3eff:fe11:2233", "fa:16:3e:11:22:33")
+    assert mac_from_link_local(ipaddress.IPv6Address("fe80::1")) is None
+
+
+def test_haproxy_configuration() -> None:
+    net = haproxy.render("/run/a.sock", network_id="net-1")
+    assert "bind 169.254.169.254:80" in net
+    assert "http-request del-header X-Neutron-Router-ID" in net
+    assert "http-request set-header X-Neutron-Network-ID net-1" in net
+    assert net.index("del-header") < net.index("set-header")
+    for line in ("option forwardfor", "maxconn 1024", "retries 3", "timeout http-request    30s",
+                 "timeout connect         30s", "timeout client          32s",
+                 "timeout server          32s", "timeout http-keep-alive 30s", "server metadata /run/a.sock",
+                 "log stdout"):
+        assert line in net, line
+    assert "/dev/log" not in net and "429" not in net
+    rtr = haproxy.render("/run/a.sock", router_id="r-1", rate_limit=haproxy.RateLimit.parse("10/5"))
+    assert "bind 0.0.0.0:9697" in rtr and "del-header X-Neutron-Network-ID" in rtr
+    assert "set-header X-Neutron-Router-ID r-1" in rtr and "deny_status 429" in rtr and "gt 10" in rtr
+    for text in (net, rtr):
+        path = Path(f"/tmp/cd-haproxy-check-{os.getpid()}.cfg")
+        path.write_text(text)
+        try:
+            haproxy.check_config(path)
+        finally:
+            path.unlink()
+    for bad in ("x", "0/5", "5/0", "5/"):
+        with pytest.raises(ValueError):
+            haproxy.RateLimit.parse(bad)
+    with pytest.raises(ValueError):
+        haproxy.render("/run/a.sock", network_id="n", router_id="r")
+    with pytest.raises(ValueError):
+        haproxy.render("/run/a.sock", network_id="n\n    server evil 1.2.3.4:80")
+
+
+def test_dhcp_options_and_router_rules() -> None:
+    opts = netns.dhcp_options("10.0.0.2", "10.0.0.1")
+    assert "tag:meta,option:classless-static-route,169.254.169.254/32,10.0.0.2,0.0.0.0/0,10.0.0.1" in opts
+    assert "tag:meta,249,169.254.169.254/32,10.0.0.2,0.0.0.0/0,10.0.0.1" in opts
+    assert "tag:meta,option:router,10.0.0.1" in opts
+    assert "tag:router,option:classless-static-route,169.254.169.254/32,10.0.0.1,0.0.0.0/0,10.0.0.1" in opts
+    rules = netns.router_rules()
+    assert "-j REDIRECT --to-ports 9697" in rules and "--dport 9697 -j DROP" in rules
+    assert "--set-xmark 0x1/0xffff" in rules and "--mark 0x1/0xffff -j ACCEPT" in rules
