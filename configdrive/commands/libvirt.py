@@ -1,0 +1,190 @@
+"""`attach`, `detach` and `sync`: config drives for libvirt domains.
+
+libvirt, the image writers and the store are imported inside the commands,
+so `configdrive build` and `--help` never load libvirt.
+Exit status: 0 done, 1 failure (no daemon, permission, libvirt refused),
+2 bad input (unknown domain, bad spec or instance ID, target in use).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import uuid as uuidlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
+
+import click
+
+from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from metadata_content.model import Instance
+    from metadata_content.store import Store
+
+IMAGES_ENV = "CONFIGDRIVE_LIBVIRT_IMAGES_DIR"
+CTX = {"help_option_names": ["-h", "--help"]}
+
+
+def _fail(status: int, message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--connect and --images-dir, shared by all three commands."""
+    fn = click.option("--images-dir", type=click.Path(file_okay=False, path_type=Path),
+                      help=f"Where drive images are kept (default <data dir>/images, "
+                           f"/var/lib/configdrive/images for root); env {IMAGES_ENV}.")(fn)
+    return click.option("--connect", "-c", metavar="URI",
+                        help="libvirt URI (default: LIBVIRT_DEFAULT_URI, then qemu:///system).")(fn)
+
+
+def _store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from configdrive.commands.service import with_store_options
+    return with_store_options(fn)
+
+
+def _open_store(config_file: str | None, data_dir: str | None, store_url: str | None) -> "Store":
+    from metadata_content.server.config import ConfigError, load_config
+    from metadata_content.store import Store
+    try:
+        config = load_config(config_file, data_dir=data_dir, store_url=store_url)
+        return Store(config.store_url, config.data_dir)
+    except ConfigError as err:
+        _fail(EXIT_BAD_INPUT, str(err))
+    except Exception as err:  # noqa: BLE001 - any database driver error, one line
+        _fail(EXIT_FAILURE, f"cannot open the instance store: {err}")
+
+
+def _images_dir(given: Path | None, data_dir: str | None) -> Path:
+    from hypervisor.attach import default_images_dir, prepare_images_dir
+    path = given or (Path(os.environ[IMAGES_ENV]) if os.environ.get(IMAGES_ENV) else None)
+    if path is None:
+        path = Path(data_dir) / "images" if data_dir else default_images_dir()
+    return prepare_images_dir(path)
+
+
+def _resolve_instance(ref: str, store: Callable[[], "Store"]) -> "Instance":
+    """A spec file path, else the uuid of an instance registered in the store."""
+    from metadata_content.errors import SpecError
+    from metadata_content.spec import load_instance
+    if Path(ref).is_file():
+        try:
+            return load_instance(ref)
+        except SpecError as err:
+            click.echo(err.render(), err=True)
+            _fail(EXIT_BAD_INPUT, "invalid instance spec; nothing was changed")
+    try:
+        uuid = str(uuidlib.UUID(ref))
+    except ValueError:
+        _fail(EXIT_BAD_INPUT, f"--instance {ref}: no such spec file, and not an instance ID")
+    from hypervisor.sync import store_lookup
+    try:
+        instance = store_lookup(store())(uuid)
+    except SpecError as err:
+        _fail(EXIT_BAD_INPUT, f"registered instance {uuid} is invalid: {err}")
+    if instance is None:
+        _fail(EXIT_BAD_INPUT, f"--instance {ref}: no such spec file, and no instance with "
+                              f"that ID in the store ('configdrive instances list')")
+    return instance
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    """Call into hypervisor/, turning its refusals into a message and exit status."""
+    from hypervisor import HypervisorError
+    try:
+        return fn()
+    except HypervisorError as err:
+        _fail(err.exit_code, str(err))
+
+
+@click.command(context_settings=CTX)
+@click.option("--domain", "-d", required=True, metavar="NAME|UUID", help="The libvirt domain.")
+@click.option("--instance", "-i", "instance_ref", required=True, metavar="SPEC|ID",
+              help="Instance spec file, or the ID of an instance registered in the store.")
+@click.option("--format", "-f", "fmt", type=click.Choice(["iso9660", "vfat"]),
+              default="iso9660", show_default=True,
+              help="iso9660: read-only cdrom; vfat: read-only disk (virtio-scsi).")
+@click.option("--target", metavar="DEV",
+              help="Target device name (e.g. hdc, sdb); default: the first free one.")
+@_common
+@_store_options
+def attach(domain: str, instance_ref: str, fmt: str, target: str | None, connect: str | None,
+           images_dir: Path | None, config_file: str | None, data_dir: str | None,
+           store_url: str | None) -> None:
+    """Build the instance's config drive and attach it to a domain.
+
+    The persistent definition gets the drive (exactly one: running this again
+    refreshes the content in place); a running domain also gets the new media
+    where the bus allows (cdrom media change, SCSI hot-plug), otherwise at its
+    next boot.
+    """
+    from hypervisor import attach as attaching
+    from hypervisor.connection import lookup_domain, open_connection
+
+    instance = _resolve_instance(instance_ref, lambda: _open_store(config_file, data_dir, store_url))
+    conn = _run(lambda: open_connection(connect))
+    dom = _run(lambda: lookup_domain(conn, domain))
+    folder = _run(lambda: _images_dir(images_dir, data_dir))
+    if dom.UUIDString() != instance.uuid:
+        click.echo(f"note: instance {instance.uuid} differs from domain uuid {dom.UUIDString()}; "
+                   f"'configdrive sync' matches them by uuid", err=True)
+    try:
+        outcome = _run(lambda: attaching.attach(dom, instance, fmt, folder, target))
+    except (OSError, ValueError) as err:
+        _fail(EXIT_FAILURE, f"cannot build the drive: {err}; nothing was changed")
+    click.echo(outcome.line())
+
+
+@click.command(context_settings=CTX)
+@click.option("--domain", "-d", required=True, metavar="NAME|UUID", help="The libvirt domain.")
+@_common
+def detach(domain: str, connect: str | None, images_dir: Path | None) -> None:
+    """Remove the config drive from a domain and delete its image."""
+    from hypervisor import attach as attaching
+    from hypervisor.connection import lookup_domain, open_connection
+
+    conn = _run(lambda: open_connection(connect))
+    dom = _run(lambda: lookup_domain(conn, domain))
+    folder = _run(lambda: _images_dir(images_dir, None))
+    click.echo(_run(lambda: attaching.detach(dom, folder)).line())
+
+
+@click.command(context_settings=CTX)
+@click.option("--format", "-f", "fmt", type=click.Choice(["iso9660", "vfat"]),
+              default="iso9660", show_default=True,
+              help="Format of new drives (existing drives keep theirs).")
+@click.option("--force-config-drive/--no-force-config-drive", "force", default=None,
+              help="Nova's force_config_drive, for domains not yet running "
+                   "(default: env CONFIGDRIVE_LIBVIRT_FORCE_CONFIG_DRIVE, then off).")
+@click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing.")
+@_common
+@_store_options
+def sync(fmt: str, force: bool | None, dry_run: bool, connect: str | None,
+         images_dir: Path | None, config_file: str | None, data_dir: str | None,
+         store_url: str | None) -> None:
+    """Give drives to the domains of registered instances that need one.
+
+    Each domain whose uuid is a registered instance gets a fresh drive when
+    the instance asks for one (config_drive), its image demands one
+    (img_config_drive: mandatory), it already has one, or force_config_drive
+    is on and it is not running yet; the others are left to HTTP metadata.
+    Domains without a registered instance are not touched. One line per
+    domain; exit status 1 if any domain failed.
+    """
+    from hypervisor import policy
+    from hypervisor.connection import open_connection
+    from hypervisor.sync import store_lookup
+    from hypervisor.sync import sync as run_sync
+
+    forced = _run(lambda: policy.force_setting(force, config_file))
+    store = _open_store(config_file, data_dir, store_url)
+    conn = _run(lambda: open_connection(connect))
+    folder = _run(lambda: _images_dir(images_dir, data_dir))
+    results = run_sync(conn, store_lookup(store), force=forced, images_dir=folder, fmt=fmt,
+                       dry_run=dry_run)
+    for result in results:
+        click.echo(result.line())
+    counts = {s: sum(r.status == s for r in results) for s in ("drive", "http", "ignored", "failed")}
+    click.echo(", ".join(f"{n} {s}" for s, n in counts.items()))
+    sys.exit(EXIT_FAILURE if counts["failed"] else 0)

@@ -1,0 +1,37 @@
+"""hypervisor: config drives for libvirt domains.
+
+    devices.py     where a drive goes in a domain's XML (bus, target, controller)
+    connection.py  opening libvirt and finding domains, with errors a user can act on
+    attach.py      build the image, edit the persistent definition, update a running guest
+    policy.py      Nova's required_by: does this domain get a drive at all?
+    sync.py        every registered instance's domain, by uuid
+
+Only attach.py, connection.py and sync.py import libvirt, and only when called,
+so ``configdrive build`` never pays for it.
+"""
+from __future__ import annotations
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+class HypervisorError(Exception):
+    """A refusal with a user-facing ``str()``; raised before anything was changed."""
+
+    exit_code = EXIT_FAILURE
+
+
+class ConnectError(HypervisorError):
+    """No daemon, permission denied, or an unusable URI."""
+
+
+class DomainNotFound(HypervisorError):
+    """No domain by that name or UUID."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class PlacementError(HypervisorError):
+    """The drive cannot be placed: the target is taken, or the bus is full."""
+
+    exit_code = EXIT_BAD_INPUT

@@ -1,0 +1,83 @@
+"""`configdrive sync`: every domain whose uuid is a registered instance gets
+what the policy says - a fresh drive, or nothing (HTTP metadata).
+
+Domains without a registered instance are never touched. One domain's
+failure is reported and does not stop the others.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from hypervisor import HypervisorError, attach, devices, policy
+
+if TYPE_CHECKING:  # pragma: no cover
+    import libvirt
+
+    from metadata_content.model import Instance
+    from metadata_content.store import Store
+
+Lookup = Callable[[str], "Instance | None"]
+
+
+@dataclass(frozen=True)
+class Result:
+    domain: str
+    uuid: str
+    status: str   # "drive", "http", "ignored", "failed"
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status:8} {self.domain} ({self.uuid}): {self.detail}"
+
+
+def store_lookup(store: "Store") -> Lookup:
+    """Domain uuid -> registered Instance (or None): the only place sync reads the store."""
+    from metadata_content.spec import instance_from_data
+
+    def lookup(uuid: str) -> "Instance | None":
+        record = store.get(uuid)
+        if record is None:
+            return None
+        return instance_from_data(record.spec, f"stored instance {uuid}", validated=True)
+    return lookup
+
+
+def sync(conn: "libvirt.virConnect", lookup: Lookup, *, force: bool, images_dir: Path,
+         fmt: str = "iso9660", dry_run: bool = False) -> list[Result]:
+    """Apply the policy to every domain on ``conn``; one Result per domain, by name."""
+    results = []
+    for dom in sorted(conn.listAllDomains(), key=lambda d: d.name()):
+        results.append(_one(dom, lookup, force, images_dir, fmt, dry_run))
+    return results
+
+
+def _one(dom: "libvirt.virDomain", lookup: Lookup, force: bool, images_dir: Path,
+         fmt: str, dry_run: bool) -> Result:
+    from metadata_content.errors import SpecError
+
+    name, uuid = dom.name(), dom.UUIDString()
+    try:
+        instance = lookup(uuid)
+    except SpecError as err:
+        return Result(name, uuid, "failed", f"stored instance is invalid: {err}")
+    if instance is None:
+        return Result(name, uuid, "ignored", "no registered instance")
+    current = devices.find_drive(devices.parse(attach._inactive_xml(dom)))
+    decision = policy.required_by(instance, force=force, launched=bool(dom.isActive()),
+                                  has_drive=current is not None)
+    if not decision.required:
+        return Result(name, uuid, "http", decision.reason)
+    if current is not None:  # keep the format the guest already has
+        fmt = "iso9660" if current.get("device") == "cdrom" else "vfat"
+    if dry_run:
+        return Result(name, uuid, "drive", f"would attach {fmt} ({decision.reason})")
+    try:
+        outcome = attach.attach(dom, instance, fmt, images_dir)
+    except HypervisorError as err:
+        return Result(name, uuid, "failed", str(err))
+    except (OSError, ValueError) as err:  # image could not be written (disk full, too big)
+        return Result(name, uuid, "failed", f"cannot build the drive: {err}")
+    return Result(name, uuid, "drive", f"{outcome.action} {fmt} at {outcome.target} "
+                                       f"({decision.reason}); live: {outcome.live}")
