@@ -279,23 +279,19 @@ class Store:
 
     def find_by_address(self, ip: str, network_ids: list[str] | None = None) -> list[tuple[str, str | None]]:
         """(uuid, project) of instances owning fixed *ip*, on *network_ids* if given."""
-        import sqlalchemy as sa
-
-        p, i = self.t["ports"].c, self.t["instances"].c
-        q = (sa.select(p.instance_uuid, i.project_id).join(self.t["instances"], p.instance_uuid == i.uuid)
-             .where(p.ip == normalise_ip(ip)))
-        if network_ids is not None:
-            q = q.where(p.network_id.in_(network_ids))
-        with self.engine.connect() as conn:
-            return [(r[0], r[1]) for r in dict.fromkeys(tuple(r) for r in conn.execute(q))]
+        return self._port_owners(self.t["ports"].c.ip == normalise_ip(ip), network_ids)
 
     def find_by_mac(self, mac: str, network_ids: list[str] | None = None) -> list[tuple[str, str | None]]:
         """(uuid, project) of instances with a port of MAC *mac* (IPv6 link-local sources)."""
+        return self._port_owners(self.t["ports"].c.mac == mac.lower(), network_ids)
+
+    def _port_owners(self, match: Any, network_ids: list[str] | None) -> list[tuple[str, str | None]]:
+        """(uuid, project) of the instances with a port matching *match*, once each."""
         import sqlalchemy as sa
 
         p, i = self.t["ports"].c, self.t["instances"].c
         q = (sa.select(p.instance_uuid, i.project_id).join(self.t["instances"], p.instance_uuid == i.uuid)
-             .where(p.mac == mac.lower()))
+             .where(match))
         if network_ids is not None:
             q = q.where(p.network_id.in_(network_ids))
         with self.engine.connect() as conn:

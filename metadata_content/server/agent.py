@@ -363,11 +363,13 @@ class Agent:
     """The WSGI app of one worker process."""
 
     def __init__(self, config: AgentConfig, store: Any = None):
-        from metadata_content.server.config import read_secret
+        from metadata_content.server.config import ConfigError, read_secret
         from metadata_content.store import Store
 
         self.config = config
-        self.secret = read_secret(config.secret_file) if config.secret_file else b""
+        if not config.secret_file:  # never sign with an empty key
+            raise ConfigError("the agent needs the shared secret: give --secret-file")
+        self.secret = read_secret(config.secret_file)
         self.store = store or Store(config.store_url, config.data_dir)
         self.ports = PortIndex(self.store, config.cache_ttl)
         self.upstream = Upstream(config.api, config.timeout, config.pool_size)

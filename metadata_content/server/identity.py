@@ -61,9 +61,10 @@ def proxy_claim(environ: dict[str, Any], secret: bytes) -> Claim:
         raise Refusal(400, "X-Instance-ID-Signature header is missing from request.")
     if tenant_id is None:
         raise Refusal(400, "X-Tenant-ID header is missing from request.")
-    # WSGI header values are latin-1 decoded text; compare bytes so that any
-    # header content goes through the constant-time path without a TypeError.
-    expected = hmac.new(secret, instance_id.encode("latin-1"), hashlib.sha256).hexdigest().encode()
+    # Computed exactly as the agent signs (one function); compared as bytes so
+    # that any header content (latin-1 decoded text in WSGI) goes through the
+    # constant-time path without a TypeError.
+    expected = sign_instance_id(secret, instance_id).encode()
     if not hmac.compare_digest(expected, signature.encode("latin-1")):
         raise Refusal(403, "Invalid proxy request signature.", log=f"claimed={instance_id!r}")
     return Claim(instance_id, tenant_id)

@@ -276,7 +276,10 @@ def _build(state: dict[str, Any], guests: int, hosts: list[Any], bases: list[dic
            api_workers: int, agent_workers: int, agent_timeout: float, dhcp: bool) -> None:
     lab_dir = Path(state["dir"])
     prefix_len = ipaddress.ip_network(state["cidr"]).prefixlen
-    Path(state["secret_file"]).write_text(secrets.token_hex(32) + "\n")
+    # created 0600 (never readable by others, not even between write and chmod)
+    fd = os.open(state["secret_file"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32) + "\n")
     os.chmod(state["secret_file"], 0o600)
     # instances
     specs = []
@@ -559,15 +562,20 @@ def fetch(state: dict[str, Any], name: str, path: str, headers: dict[str, str] |
     ns = guest(state, name)["ns"] if not name.startswith(("qdhcp-", "qrouter-", state["prefix"])) else name
     target = url or f"http://{netns.METADATA_V4}{path}"
     cmd = ["curl", "-g", "-s", "-m", str(timeout), "-X", method, "-o", "-", "-w", "\n%{http_code}"]
-    for key, value in (headers or {}).items():
-        cmd += ["-H", f"{key}: {value}"]
-    if interface:
-        cmd += ["--interface", interface]
-    if data is not None:
-        cmd += ["--data-binary", "@-"]
-    cmd.append(target)
-    began = time.monotonic()
-    proc = subprocess.run(["ip", "netns", "exec", ns, *cmd], input=data, capture_output=True,
-                          timeout=timeout + 10)
+    # headers go through a private file, never curl's command line: a forged
+    # X-Instance-ID-Signature would otherwise show in every process listing
+    with tempfile.NamedTemporaryFile("w", prefix="lab-headers-", encoding="latin-1") as hfile:
+        if headers:
+            hfile.write("".join(f"{key}: {value}\n" for key, value in headers.items()))
+            hfile.flush()
+            cmd += ["-H", f"@{hfile.name}"]
+        if interface:
+            cmd += ["--interface", interface]
+        if data is not None:
+            cmd += ["--data-binary", "@-"]
+        cmd.append(target)
+        began = time.monotonic()
+        proc = subprocess.run(["ip", "netns", "exec", ns, *cmd], input=data, capture_output=True,
+                              timeout=timeout + 10)
     body, _, code = proc.stdout.rpartition(b"\n")
     return int(code or 0), body, time.monotonic() - began

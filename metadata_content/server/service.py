@@ -22,7 +22,7 @@ from typing import IO, Any, Callable
 
 from metadata_content.server import identity as ident
 from metadata_content.server.cache import Entry, RenderCache
-from metadata_content.server.config import ApiConfig, read_secret
+from metadata_content.server.config import ApiConfig, ConfigError, read_secret
 from metadata_content.server.metrics import METRICS_DIR_ENV, Metrics
 from metadata_content.store import PASSWORD_MAX, Store
 from metadata_content.tree import Answer, lookup_without_instance
@@ -103,7 +103,11 @@ class MetadataService:
 
         self.config = config
         self.store = store or Store(config.store_url, config.data_dir)
-        self.secret = read_secret(config.secret_file) if config.mode == "proxy" and config.secret_file else b""
+        self.secret = b""  # direct mode checks no signature
+        if config.mode == "proxy":  # never accept signatures made with an empty key
+            if not config.secret_file:
+                raise ConfigError("proxy mode needs the shared secret: give --secret-file")
+            self.secret = read_secret(config.secret_file)
         self.trusted = ident.TrustedProxies(config.trusted_proxies)
         targets = config.vendordata_dynamic_targets
 
