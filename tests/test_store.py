@@ -246,3 +246,12 @@ def test_instances_cli(tmp_path: Path) -> None:
     assert cli("instances", "--data-dir", data, "show", RICH, check=False).returncode == 1
     env_dir = cli("instances", "list", env={"CONFIGDRIVE_DATA": data})
     assert env_dir.returncode == 0 and env_dir.stdout == ""
+
+
+def test_store_errors_never_show_the_database_password() -> None:
+    from tests.conftest import run_cli
+
+    proc = run_cli("instances", "--store-url", "postgresql://bob:hunter2@127.0.0.1:1/db", "list")
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "cannot open the store postgresql://bob:***@127.0.0.1:1/db" in err
+    assert "hunter2" not in err and "Traceback" not in err

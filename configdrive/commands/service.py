@@ -38,8 +38,19 @@ def _store(ctx: click.Context) -> Store:
     try:
         return Store(config.store_url, config.data_dir)
     except Exception as err:  # noqa: BLE001 - any driver error becomes one clear line
-        click.echo(f"error: cannot open the store {config.store_url or config.data_dir or ''}: {err}",
-                   err=True)
+        where, reason = config.store_url or config.data_dir or "", str(err)
+        if config.store_url:  # never print a database password, even inside the driver's text
+            from sqlalchemy.engine import make_url
+
+            try:
+                url = make_url(config.store_url)
+            except Exception:  # noqa: BLE001 - an unparsable URL is shown by its scheme only
+                where = config.store_url.split(":", 1)[0] + "://..."
+            else:
+                where = url.render_as_string(hide_password=True)
+                if url.password:
+                    reason = reason.replace(url.password, "***")
+        click.echo(f"error: cannot open the store {where}: {reason}", err=True)
         sys.exit(EXIT_FAILURE)
 
 
