@@ -14,6 +14,9 @@ from typing import BinaryIO, Mapping
 FORMATS = {"iso9660": ".iso", "vfat": ".img"}
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_VFAT_SIZE = 64 * 1024 * 1024
+# The latest date both formats can record: ISO 9660 directory records store
+# the year as 1900 + one byte (2155); FAT clamps its dates to 2107 itself.
+MAX_EPOCH = 5869583999  # 2155-12-31T23:59:59Z
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
 
@@ -39,8 +42,11 @@ def source_date_epoch(environ: Mapping[str, str] = os.environ) -> int | None:
     raw = environ.get("SOURCE_DATE_EPOCH")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise BadInput(f"SOURCE_DATE_EPOCH must be a non-negative integer, not {raw!r}")
+    if int(raw) > MAX_EPOCH:
+        raise BadInput(f"SOURCE_DATE_EPOCH {raw} is after 2155-12-31, the last date an "
+                       f"ISO 9660 image can record (at most {MAX_EPOCH})")
     return int(raw)
 
 

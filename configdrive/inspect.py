@@ -163,6 +163,7 @@ def _read_fat(path: Path) -> Drive:
     from pyfatfs._exceptions import PyFATException
     from pyfatfs.PyFat import PyFat
     pf = PyFat()
+    pf.get_cluster_chain = _acyclic(pf.get_cluster_chain)  # a looped FAT would never end
     files: dict[str, bytes] = {}
     problems: list[str] = []
     try:
@@ -172,6 +173,7 @@ def _read_fat(path: Path) -> Drive:
         boot_label = bytes(pf.bpb_header["BS_VolLab"]).decode("ascii", "replace").rstrip()
         root_label = None
         stack = [("", pf.root_dir)]
+        seen_dirs = {pf.root_dir.get_cluster()}
         while stack:
             prefix, directory = stack.pop()
             for entry in directory._get_entries_raw():
@@ -183,6 +185,10 @@ def _read_fat(path: Path) -> Drive:
                     continue
                 rel = f"{prefix}{_fat_name(entry)}"
                 if entry.is_directory():
+                    if entry.get_cluster() in seen_dirs:  # a directory inside itself
+                        raise ValueError(f"directory {rel} loops back to cluster "
+                                         f"{entry.get_cluster()}")
+                    seen_dirs.add(entry.get_cluster())
                     stack.append((rel + "/", entry))
                 else:
                     files[rel] = _read_chain(pf, entry)
@@ -196,6 +202,18 @@ def _read_fat(path: Path) -> Drive:
         problems.append(f"boot sector label {boot_label!r} differs from the root directory "
                         f"label {root_label!r} (fsck.vfat reports this)")
     return Drive(path, "vfat", label, files, [f"FAT{pf.fat_type}"], problems)
+
+
+def _acyclic(follow):
+    """pyfatfs's cluster-chain walk, refusing a chain that comes back on itself."""
+    def chain(first_cluster):
+        seen = set()
+        for cluster in follow(first_cluster):
+            if cluster in seen:
+                raise ValueError(f"cluster chain from {first_cluster} loops at cluster {cluster}")
+            seen.add(cluster)
+            yield cluster
+    return chain
 
 
 def _read_chain(pf, entry) -> bytes:
@@ -266,7 +284,11 @@ def validate(drive: Drive) -> Report:
         uuid, hostname = meta.get("uuid"), meta.get("hostname")
         if not uuid:
             problems.append(f"{latest} has no uuid (cloud-init requires it)")
-        for item in meta.get("files") or []:
+        injected = meta.get("files") or []
+        if not isinstance(injected, list) or not all(isinstance(i, dict) for i in injected):
+            problems.append(f"{latest}: files is not a list of objects")
+            injected = []
+        for item in injected:
             content = "openstack" + str(item.get("content_path", ""))
             if content not in files:
                 problems.append(f"{latest} refers to {content}, which is missing")

@@ -68,6 +68,8 @@ def force_setting(flag: bool | None, config_file: str | Path | None = None,
                 section = tomllib.load(fh).get("libvirt", {})
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise HypervisorError(f"cannot read configuration {path}: {err}") from None
+        if not isinstance(section, dict):
+            raise HypervisorError(f"{path}: [libvirt] must be a table, not {section!r}")
         value = section.get("force_config_drive", False)
         return value if isinstance(value, bool) else _boolean(str(value), f"{path} [libvirt]")
     return False

@@ -55,6 +55,8 @@ def sync(conn: "libvirt.virConnect", lookup: Lookup, *, force: bool, images_dir:
 
 def _one(dom: "libvirt.virDomain", lookup: Lookup, force: bool, images_dir: Path,
          fmt: str, dry_run: bool) -> Result:
+    import libvirt
+
     from metadata_content.errors import SpecError
 
     name, uuid = dom.name(), dom.UUIDString()
@@ -64,8 +66,12 @@ def _one(dom: "libvirt.virDomain", lookup: Lookup, force: bool, images_dir: Path
         return Result(name, uuid, "failed", f"stored instance is invalid: {err}")
     if instance is None:
         return Result(name, uuid, "ignored", "no registered instance")
-    current = devices.find_drive(devices.parse(attach._inactive_xml(dom)))
-    decision = policy.required_by(instance, force=force, launched=bool(dom.isActive()),
+    try:  # the domain may vanish or change under us: report it, go on with the others
+        current = devices.find_drive(devices.parse(attach._inactive_xml(dom)))
+        launched = bool(dom.isActive())
+    except libvirt.libvirtError as err:
+        return Result(name, uuid, "failed", f"libvirt: {err.get_error_message()}")
+    decision = policy.required_by(instance, force=force, launched=launched,
                                   has_drive=current is not None)
     if not decision.required:
         return Result(name, uuid, "http", decision.reason)
@@ -79,5 +85,7 @@ def _one(dom: "libvirt.virDomain", lookup: Lookup, force: bool, images_dir: Path
         return Result(name, uuid, "failed", str(err))
     except (OSError, ValueError) as err:  # image could not be written (disk full, too big)
         return Result(name, uuid, "failed", f"cannot build the drive: {err}")
+    except libvirt.libvirtError as err:
+        return Result(name, uuid, "failed", f"libvirt: {err.get_error_message()}")
     return Result(name, uuid, "drive", f"{outcome.action} {fmt} at {outcome.target} "
                                        f"({decision.reason}); live: {outcome.live}")

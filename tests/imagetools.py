@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -104,6 +105,26 @@ def bsdtar_extract(image: Path, dest: Path) -> dict[str, bytes]:
     dest.mkdir(parents=True, exist_ok=True)
     run("bsdtar", "-x", "-f", str(image), "-C", str(dest))
     return read_tree(dest)
+
+
+def sevenzip_extract(image: Path, dest: Path) -> dict[str, bytes]:
+    """Extract any image 7z understands (ISO 9660, FAT)."""
+    run("7z", "x", "-y", f"-o{dest}", str(image))
+    return read_tree(dest)
+
+
+def digests_in_time_zones(writer: str, epoch: int,
+                          zones: tuple[str, ...] = ("UTC", "Asia/Kolkata", "America/St_Johns")) -> set[str]:
+    """sha256 of ``configdrive.<module>.<function>`` (e.g. "iso.write_iso") writing
+    :func:`fixture_files` at ``epoch``, once per time zone, each in a fresh process."""
+    module, function = writer.rsplit(".", 1)
+    code = ("import sys; sys.path.insert(0, 'tests'); from imagetools import fixture_files; "
+            f"from configdrive.{module} import {function}; import hashlib, io; b = io.BytesIO(); "
+            f"{function}(fixture_files(), b, epoch={epoch}); print(hashlib.sha256(b.getvalue()).hexdigest())")
+    root = Path(__file__).resolve().parent.parent
+    return {subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True,
+                           text=True, env={"TZ": tz, "PATH": "/usr/bin:/bin"}, timeout=120).stdout
+            for tz in zones}
 
 
 def mcopy_extract(image: Path, dest: Path) -> dict[str, bytes]:

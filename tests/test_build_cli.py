@@ -148,6 +148,7 @@ def test_default_output_name(tmp_path: Path) -> None:
     (["-i", "no-such-spec.yaml"], 2, "no-such-spec.yaml"),
     (["-i", str(RICH), "-o", "/proc/configdrive-test.iso"], 1, "/proc/configdrive-test.iso"),
     (["-i", str(RICH), "-o", "/no/such/dir/x.iso"], 2, "/no/such/dir"),
+    (["-i", str(RICH), "-o", f"/{'a' * 300}/x.iso"], 1, "File name too long"),
     (["-i", str(RICH), "--size", "64M"], 2, "--size"),
     (["-i", str(RICH), "-f", "vfat", "--size", "lots"], 2, "size"),
     (["-i", str(RICH), "-f", "vfat", "--size", "100K"], 2, "size"),
@@ -160,6 +161,14 @@ def test_bad_input_is_a_clear_message(args: list[str], status: int, needle: str,
     assert proc.returncode == status, proc.stderr
     assert needle in proc.stderr and "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("epoch", ["soon", "5869584000", "9" * 30])
+def test_bad_source_date_epoch_is_a_clear_message(epoch: str, tmp_path: Path) -> None:
+    proc = cli("build", "-i", str(RICH), "-o", str(tmp_path / "x.iso"),
+               env={"SOURCE_DATE_EPOCH": epoch})
+    assert proc.returncode == 2 and "SOURCE_DATE_EPOCH" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and list(tmp_path.iterdir()) == []
 
 
 def test_batch_builds_every_good_spec_and_fails_overall(tmp_path: Path) -> None:

@@ -102,6 +102,13 @@ def test_missing_uuid_and_bad_json_are_invalid(tmp_path: Path) -> None:
     assert any("2012-08-10/meta_data.json: invalid JSON" in p for p in problems)
 
 
+def test_malformed_files_list_is_invalid(tmp_path: Path) -> None:
+    for injected in (b'["a", 3]', b'{"a": 1}', b'"x"'):
+        files = fixture_files()
+        files["openstack/latest/meta_data.json"] = b'{"uuid": "%s", "files": %s}' % (UUID.encode(), injected)
+        assert any("files is not a list" in p for p in _problems(tmp_path, files)), injected
+
+
 def test_missing_required_file_and_content_is_invalid(tmp_path: Path) -> None:
     files = fixture_files()
     del files["openstack/latest/meta_data.json"]
@@ -131,3 +138,37 @@ def test_upper_case_fat_label_is_reported(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     report = validate(read_drive(image))
     assert not report.valid and any("CONFIG-2" in p for p in report.problems)
+
+
+def _looped_fat(tmp_path: Path, how: str) -> Path:
+    """Our FAT16 image with a directory made cyclic: its own FAT entry, or a child pointing back."""
+    import io
+    import struct
+
+    from configdrive.vfat import geometry
+    buf = io.BytesIO()
+    write_vfat(fixture_files(), buf, epoch=0)
+    data = bytearray(buf.getvalue())
+    geo = geometry(len(data))
+    root = (geo.reserved + geo.num_fats * geo.fat_sectors) * 512
+    entries = [root + 32 * i for i in range(geo.root_entries)]
+    first = next(e for e in entries if data[e + 11] == 0x10)  # first subdirectory
+    cluster = struct.unpack_from("<H", data, first + 26)[0]
+    if how == "chain":
+        for k in range(geo.num_fats):
+            struct.pack_into("<H", data, (geo.reserved + k * geo.fat_sectors) * 512 + 2 * cluster, cluster)
+    else:
+        start = geo.cluster_offset(cluster)
+        child = next(start + 32 * i for i in range(2, geo.cluster_bytes // 32)
+                     if data[start + 32 * i + 11] == 0x10)
+        struct.pack_into("<H", data, child + 26, cluster)
+    image = tmp_path / f"{how}.img"
+    image.write_bytes(data)
+    return image
+
+
+@pytest.mark.parametrize("how", ["chain", "ancestor"])
+def test_a_looped_fat_is_refused_not_followed_forever(tmp_path: Path, how: str) -> None:
+    proc = _inspect(str(_looped_fat(tmp_path, how)))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "unreadable FAT image" in proc.stderr and "Traceback" not in proc.stderr

@@ -70,20 +70,20 @@ def daemons() -> Iterator[None]:
     """virtlogd + libvirtd, started here only if not running; stopped only if started here."""
     libvirt.registerErrorHandler(lambda _c, _e: None, None)
     started: list[tuple[str, int]] = []
-    for name, pidfile in DAEMONS:
-        if _alive(pidfile) is not None or (name == "libvirtd" and _can_connect()):
-            continue
-        binary = guestboot.require(name, "libvirt-daemon-system")
-        subprocess.run([binary, "-d", "-p", str(pidfile)], check=True, timeout=30)
-        _wait(lambda: _alive(pidfile) is not None, 15, f"{name} pid file {pidfile}")
-        started.append((name, _alive(pidfile)))  # type: ignore[arg-type]
-    _wait(_can_connect, 30, f"libvirtd to accept connections on {URI}")
     autostarted: list[str] = []
-    if any(name == "libvirtd" for name, _ in started):
-        conn = libvirt.open(URI)
-        autostarted = [n.name() for n in conn.listAllNetworks() if n.isActive()]
-        conn.close()
-    try:
+    try:  # a daemon started here is stopped even when a later start-up step fails
+        for name, pidfile in DAEMONS:
+            if _alive(pidfile) is not None or (name == "libvirtd" and _can_connect()):
+                continue
+            binary = guestboot.require(name, "libvirt-daemon-system")
+            subprocess.run([binary, "-d", "-p", str(pidfile)], check=True, timeout=30)
+            _wait(lambda: _alive(pidfile) is not None, 15, f"{name} pid file {pidfile}")
+            started.append((name, _alive(pidfile)))  # type: ignore[arg-type]
+        _wait(_can_connect, 30, f"libvirtd to accept connections on {URI}")
+        if any(name == "libvirtd" for name, _ in started):
+            conn = libvirt.open(URI)
+            autostarted = [n.name() for n in conn.listAllNetworks() if n.isActive()]
+            conn.close()
         yield
     finally:
         if autostarted:  # networks our libvirtd started (dnsmasq) go with it

@@ -59,6 +59,9 @@ def test_force_setting_sources(tmp_path: Path) -> None:
     assert policy.force_setting(True, None, {}) is True
     with pytest.raises(HypervisorError, match="must be true or false"):
         policy.force_setting(None, None, {policy.FORCE_ENV: "maybe"})
+    conf.write_text("libvirt = 1\n")
+    with pytest.raises(HypervisorError, match="must be a table"):
+        policy.force_setting(None, conf, {})
 
 
 # -- sync on the test driver --------------------------------------------------
@@ -146,3 +149,21 @@ def test_sync_force_only_for_domains_not_running(conn: Any, store: Store, tmp_pa
     assert results[running.UUIDString()].status == "http"
     assert "already running" in results[running.UUIDString()].detail
     assert not _has_drive(running)
+
+
+def test_sync_reports_a_vanished_domain_and_goes_on(conn: Any, store: Store, tmp_path: Path) -> None:
+    images = attach.prepare_images_dir(tmp_path / "images")
+    gone, kept = _domain(conn, "gone"), _domain(conn, "kept")
+    for dom in (gone, kept):
+        _register(store, dom, config_drive=True)
+    conn.made.remove(gone.UUIDString())
+    gone.undefine()  # listed, then removed before sync reads it
+
+    class Listing:
+        def listAllDomains(self) -> list:
+            return [gone, kept]
+
+    results = {r.uuid: r for r in sync(Listing(), store_lookup(store), force=False, images_dir=images)}
+    assert results[gone.UUIDString()].status == "failed", results
+    assert results[gone.UUIDString()].detail.startswith("libvirt:")
+    assert results[kept.UUIDString()].status == "drive" and _has_drive(kept)

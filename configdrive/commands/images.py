@@ -74,6 +74,8 @@ def build(instances: tuple[Path, ...], more: tuple[Path, ...], fmt: str,
         jobs = builder.plan(specs, output, fmt, batch)
     except builder.BadInput as err:
         raise SystemExit(_fail(EXIT_BAD_INPUT, str(err)))
+    except OSError as err:  # e.g. a spec or -o below a directory we may not search
+        raise SystemExit(_fail(*_classify(err)))
     with terminate_as_exception():
         try:
             if not batch:

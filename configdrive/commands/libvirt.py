@@ -96,6 +96,11 @@ def _run(fn: Callable[[], Any]) -> Any:
         return fn()
     except HypervisorError as err:
         _fail(err.exit_code, str(err))
+    except Exception as err:  # libvirt refused mid-way (e.g. the domain went away): one line
+        lv = sys.modules.get("libvirt")
+        if lv is not None and isinstance(err, lv.libvirtError):
+            _fail(EXIT_FAILURE, f"libvirt: {err.get_error_message()}")
+        raise
 
 
 @click.command(context_settings=CTX)
@@ -181,8 +186,8 @@ def sync(fmt: str, force: bool | None, dry_run: bool, connect: str | None,
     store = _open_store(config_file, data_dir, store_url)
     conn = _run(lambda: open_connection(connect))
     folder = _run(lambda: _images_dir(images_dir, data_dir))
-    results = run_sync(conn, store_lookup(store), force=forced, images_dir=folder, fmt=fmt,
-                       dry_run=dry_run)
+    results = _run(lambda: run_sync(conn, store_lookup(store), force=forced, images_dir=folder,
+                                    fmt=fmt, dry_run=dry_run))
     for result in results:
         click.echo(result.line())
     counts = {s: sum(r.status == s for r in results) for s in ("drive", "http", "ignored", "failed")}
