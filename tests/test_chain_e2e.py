@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from metadata_content.server import haproxy, netns
+from metadata_content.server import haproxy, netns, processes
 from metadata_content.server import lab as labmod
 from tests.chainlab import running_lab
 from tests.cloudinit_consumer import b64decode_field, crawl_ec2, read_http_openstack
+
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
@@ -124,7 +125,7 @@ def test_rate_limit_answers_429(lab: dict[str, Any]) -> None:
     before = lab["processes"]["haproxy-router"]
     labmod.start_proxy(lab, "router", rate_limit=haproxy.RateLimit(3, 30))
     assert lab["processes"]["haproxy-router"] != before
-    assert not haproxy._alive(before) or _wait_dead(before)
+    assert not processes.alive(before) or _wait_dead(before)
     try:
         codes = [labmod.fetch(lab, "g1", "/latest/meta-data/instance-id")[0] for _ in range(6)]
         assert codes[:3] == [200, 200, 200] and 429 in codes[3:], codes
@@ -139,7 +140,7 @@ def _wait_dead(pid: int) -> bool:
     import time
 
     for _ in range(100):
-        if not haproxy._alive(pid):
+        if not processes.alive(pid):
             return True
         time.sleep(0.05)
     return False

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from metadata_content.server import haproxy, netns
-from tests.conftest import ROOT
+from metadata_content.server import haproxy, netns, processes
 from tests.chainlab import require_chain_tools
+from tests.conftest import ROOT
 
 CLI = [sys.executable, "-m", "configdrive", "proxy"]
 
@@ -55,7 +55,7 @@ def test_start_reload_stop_in_a_namespace(tmp_path: Path) -> None:
         stopped = proxy("stop", "--network-id", net, "--state-dir", str(state))
         assert "stopped" in stopped.stdout
         assert haproxy.read_pid(files.pid) is None and not files.pid.exists()
-        assert haproxy._alive(new_pid) is False
+        assert processes.alive(new_pid) is False
         assert "was not running" in proxy("stop", "--network-id", net, "--state-dir", str(state)).stdout
         assert proxy("start", "--network-id", "no-such-ns", "--state-dir", str(state)).returncode == 1
     finally:

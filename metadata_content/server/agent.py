@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import IO, Any, Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -51,10 +52,7 @@ PASSED_BACK = ("content-type", "x-openstack-request-id", "x-aws-ec2-metadata-tok
 # token headers (a token is bound to one instance by HMAC, so it cannot choose one).
 TOKEN_HEADERS = (("HTTP_X_AWS_EC2_METADATA_TOKEN", "X-aws-ec2-metadata-token"),
                  ("HTTP_X_AWS_EC2_METADATA_TOKEN_TTL_SECONDS", "X-aws-ec2-metadata-token-ttl-seconds"))
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
-           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-           504: "Gateway Timeout"}
+REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
 @dataclass

@@ -16,11 +16,12 @@ agent are kept alive between requests (``http-reuse safe``) instead of
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from metadata_content.server.processes import stop_pids
 
 TIMEOUTS = {"http-request": 30, "connect": 30, "client": 32, "server": 32, "http-keep-alive": 30}
 MAXCONN = 1024
@@ -203,36 +204,7 @@ def stop(files: ProxyFiles, wait: float = 5.0) -> bool:
 
 def stop_pid(pid: int, wait: float = 5.0) -> None:
     """SIGTERM *pid*, SIGKILL it after *wait* seconds; returns when it is gone."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.02)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    for _ in range(250):
-        if not _alive(pid):
-            return
-        time.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    """True while *pid* exists and is not a zombie (reaping it if it is our child)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    stop_pids([pid], wait)
 
 
 def _tail(path: Path, lines: int = 10) -> str:

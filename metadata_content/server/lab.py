@@ -18,7 +18,6 @@ import ipaddress
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from metadata_content.server import haproxy, netns
+from metadata_content.server.processes import stop_pids
 
 LAB_ENV = "CONFIGDRIVE_LAB"
 STATE = "lab.json"
@@ -98,28 +98,13 @@ def lab_pids(lab_dir: str) -> list[int]:
     return found
 
 
-def _kill_all(pids: list[int], wait: float = 5.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            pids = [p for p in pids if haproxy._alive(p)]
-            if not pids:
-                return
-            time.sleep(0.05)
-
-
 def stop_process(state: dict[str, Any], name: str) -> None:
     """Stop one of the lab's services (its whole process group) by its recorded pid."""
     pid = state.get("processes", {}).get(name)
     if pid is None:
         raise LabError(f"the lab has no process {name!r}")
     members = [p for p in lab_pids(state["dir"]) if _pgid(p) == pid]
-    _kill_all(members)
+    stop_pids(members)
 
 
 def _pgid(pid: int) -> int | None:
@@ -531,7 +516,7 @@ def down(lab_dir: Path) -> list[str]:
         state = {"dir": str(lab_dir), "namespaces": [], "owned_dir": False}
     done = []
     pids = lab_pids(str(lab_dir))
-    _kill_all(pids)
+    stop_pids(pids)
     done += [f"process {p}" for p in pids]
     for ns in reversed(state.get("namespaces", [])):
         if netns.ns_exists(ns):

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from metadata_content.server.processes import alive
+
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 METRICS_DIR_ENV = "CONFIGDRIVE_METRICS_DIR"
 
@@ -72,15 +74,6 @@ class Metrics:
             time.sleep(self.interval)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def collect(directory: str | Path) -> dict[str, Any]:
     """The sum of every live worker's snapshot."""
@@ -92,7 +85,7 @@ def collect(directory: str | Path) -> dict[str, Any]:
             snap = json.loads(path.read_text())
         except (ValueError, OSError):
             continue
-        if not _alive(pid):
+        if not alive(pid):
             continue
         total["workers"] += 1
         for status, cls, n in snap["requests"]:

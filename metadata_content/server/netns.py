@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metadata_content.server.processes import stop_pids
+
 METADATA_V4 = "169.254.169.254"
 METADATA_V6 = "fe80::a9fe:a9fe"
 ROUTER_PORT = 9697
@@ -77,17 +79,7 @@ def ns_del(name: str) -> None:
     """Kill what still runs in *name*, then delete it (its links go with it)."""
     if not ns_exists(name):
         return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = ns_pids(name)
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        for _ in range(100):
-            if not ns_pids(name):
-                break
-            time.sleep(0.02)
+    stop_pids(ns_pids(name), wait=2.0)
     ip("netns", "del", name, check=False)
 
 

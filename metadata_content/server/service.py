@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import IO, Any, Callable
 
 from metadata_content.server import identity as ident
@@ -31,9 +32,7 @@ log = logging.getLogger("configdrive.api")
 TEXT = "text/plain; charset=utf-8"
 READ = ("GET", "HEAD")
 UNKNOWN_ERROR = "An unknown error has occurred. Please try your request again."
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
-           500: "Internal Server Error"}
+REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
 @dataclass(frozen=True)
