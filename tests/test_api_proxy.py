@@ -303,23 +303,31 @@ def test_ttl_revalidates_against_the_version_counter(env: tuple[Path, Path, Path
 
 
 def _workers(api: ApiServer) -> set[int]:
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(api.proc.pid)], capture_output=True, text=True).stdout
-    return {int(line.split()[0]) for line in out.splitlines() if "resource_tracker" not in line}
+    """The server's live granian workers. Matched on the spawn command line:
+    a child caught between fork and exec still shows its parent's arguments,
+    and the resource tracker is a child too."""
+    out = subprocess.run(["ps", "-o", "pid=,stat=,args=", "--ppid", str(api.proc.pid)],
+                         capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines()
+            if "multiprocessing.spawn" in line and not line.split()[1].startswith("Z")}
+
+
+def _wait_for_workers(api: ApiServer, count: int, gone: int | None = None) -> set[int]:
+    deadline = time.monotonic() + 30
+    while True:
+        now = _workers(api)
+        if len(now) == count and gone not in now:
+            return now
+        assert time.monotonic() < deadline, now
+        time.sleep(0.2)
 
 
 def test_a_crashed_worker_is_replaced(env: tuple[Path, Path, Path]) -> None:
     tmp, data, secret = env
     with api_server(tmp, "--data-dir", str(data), "--secret-file", str(secret)) as api:
-        before = _workers(api)
-        assert len(before) == 2
+        before = _wait_for_workers(api, 2)
         victim = min(before)
         os.kill(victim, signal.SIGKILL)  # one of this test's own server's workers
-        deadline = time.monotonic() + 30
-        while True:
-            now = _workers(api)
-            if len(now) == 2 and victim not in now:
-                break
-            assert time.monotonic() < deadline, now
-            time.sleep(0.2)
+        _wait_for_workers(api, 2, gone=victim)
         for _ in range(10):
             assert get(api, "/latest/meta-data/hostname").status == 200
