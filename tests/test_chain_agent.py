@@ -39,6 +39,7 @@ WEB_MAC = WEB["nics"][0]["mac"]
 
 class Recorder(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the agent may open many connections at once
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Echo)
@@ -186,6 +187,41 @@ def test_slow_api_gives_504_within_the_timeout(agent: str) -> None:
     assert status == 504 and b"in time" in body
     assert time.monotonic() - began < 3
     assert ask(agent, "/openstack")[0] == 200  # the timed-out connection is not reused
+
+
+def test_slow_answers_do_not_hold_up_other_guests(agent: str) -> None:
+    """Requests waiting on the API cost the agent nothing: 40 slow ones in flight
+    (a thread per request would have run out of threads) do not delay a fast one."""
+    results: list[int] = []
+    slow = [threading.Thread(target=lambda: results.append(ask(agent, "/sleep/0.8")[0])) for _ in range(40)]
+    for thread in slow:
+        thread.start()
+    time.sleep(0.2)
+    began = time.monotonic()
+    assert ask(agent, "/openstack")[0] == 200
+    fast = time.monotonic() - began
+    for thread in slow:
+        thread.join(timeout=10)
+    assert sorted(results) == [200] * 40, results
+    assert fast < 0.5, fast
+
+
+def test_header_names_are_matched_exactly(agent: str) -> None:
+    """A guest's ``X_Neutron_Router_ID`` is not haproxy's ``X-Neutron-Router-ID``
+    (a WSGI server would have given both the same HTTP_* key)."""
+    request = (f"GET /openstack HTTP/1.1\r\nHost: x\r\nX-Neutron-Network-ID: {WEB_NET}\r\n"
+               f"X_Neutron_Router_ID: router-1\r\nX_Forwarded_For: 10.9.9.9\r\n"
+               f"X-Forwarded-For: {WEB_IP}\r\nConnection: close\r\n\r\n").encode()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(agent)
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert {k.lower(): v for k, v in json.loads(body)["headers"]}["x-instance-id"] == WEB["uuid"]
 
 
 def test_api_unreachable_is_503(env: dict[str, Any]) -> None:

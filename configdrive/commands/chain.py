@@ -41,8 +41,9 @@ def _octal(_ctx: Any, _param: Any, value: str | None) -> int | None:
               "env CONFIGDRIVE_DATA.")
 @click.option("--store-url", help="Database URL instead of the data dir (sqlite:///..., postgresql://...).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
-              help="Threads per worker (concurrent requests waiting on the API).")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256),
+              help="Threads per worker for store lookups the cache cannot answer (requests "
+                   "waiting on the API need none: each worker is one event loop).")
 @click.option("--backlog", default=4096, show_default=True, type=click.IntRange(128, 65535),
               help="Listen backlog of the socket (Neutron's stays 5).")
 @click.option("--socket-mode", default="0660", show_default=True, callback=_octal,
@@ -56,12 +57,13 @@ def agent(socket_path: str, api: str, secret_file: str, data_dir: str | None, st
           workers: int, threads: int, backlog: int, socket_mode: int, timeout: float, cache_ttl: float,
           access_log: str) -> None:
     """Run the metadata agent: find the guest's instance, sign, forward to the API."""
-    from metadata_content.server.agent import AgentConfig, Upstream, serve_agent
+    from metadata_content.server.agent import AgentConfig, serve_agent
     from metadata_content.server.config import ConfigError, read_secret
+    from metadata_content.server.upstream import parse_api_url
 
     try:
         read_secret(secret_file)
-        Upstream(api, timeout, 1)
+        parse_api_url(api)
     except (ConfigError, ValueError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_BAD_INPUT)

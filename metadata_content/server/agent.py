@@ -5,9 +5,8 @@ appended to X-Forwarded-For -> the store's port index -> (instance, project)
 -> signed request to the metadata API -> the API's answer, relayed.
 
 Identity source (OSSN-0074): haproxy's ``option forwardfor`` *appends* one
-X-Forwarded-For line after any the guest sent, and the WSGI server joins
-repeated lines with commas in order, so the agent takes the **last** entry
-only. A guest-sent X-Forwarded-For is passed on to the API untouched (its
+X-Forwarded-For line after any the guest sent; the agent joins repeated lines
+with commas in order and takes the **last** entry only. A guest-sent X-Forwarded-For is passed on to the API untouched (its
 IMDSv2 relay check needs the whole chain) but never picks the instance.
 Neutron instead parses the whole header as one address and answers 502 when a
 guest adds one; a forged single value there is overwritten by nothing.
@@ -17,9 +16,16 @@ listen backlog is honoured (default 4096), the socket mode is applied
 (default 0660), bodies are read whole, port lookups are cached for a short
 TTL and dropped when the store changes, and API connections are kept alive
 in a pool instead of one TCP connection per request.
+
+The agent is an ASGI application on granian: one event loop per worker
+process waits on the API for all requests at once. Header names are matched
+exactly as they arrive (lower-cased bytes), so a guest's
+``X_Neutron_Network_ID`` is never mistaken for haproxy's
+``X-Neutron-Network-ID``, as a WSGI server's ``HTTP_*`` names would allow.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import json
@@ -28,21 +34,21 @@ import os
 import re
 import socket
 import sys
-import threading
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http import HTTPStatus
-from typing import IO, Any, Callable, Iterable
-from urllib.parse import urlsplit
+from typing import IO, Any
 
 from metadata_content.server.identity import sign_instance_id
+from metadata_content.server.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("configdrive.agent")
 
 RESOLVED_ENV = "CONFIGDRIVE_AGENT_RESOLVED"
 MAX_CACHED = 100_000  # port lookups kept; beyond that the cache starts again
-NETWORK_HEADER = "HTTP_X_NEUTRON_NETWORK_ID"
-ROUTER_HEADER = "HTTP_X_NEUTRON_ROUTER_ID"
+NETWORK_HEADER = b"x-neutron-network-id"
+ROUTER_HEADER = b"x-neutron-router-id"
 # SPEC: statuses relayed as they are; anything else becomes 502. 401/405/411
 # are added because our API answers them for IMDSv2 tokens and password POSTs.
 RELAYED = frozenset({200, 400, 401, 403, 404, 405, 409, 411, 500, 502, 503, 504})
@@ -50,9 +56,8 @@ RELAYED = frozenset({200, 400, 401, 403, 404, 405, 409, 411, 500, 502, 503, 504}
 PASSED_BACK = ("content-type", "x-openstack-request-id", "x-aws-ec2-metadata-token-ttl-seconds")
 # Guest request headers forwarded besides the four identity headers: IMDSv2's
 # token headers (a token is bound to one instance by HMAC, so it cannot choose one).
-TOKEN_HEADERS = (("HTTP_X_AWS_EC2_METADATA_TOKEN", "X-aws-ec2-metadata-token"),
-                 ("HTTP_X_AWS_EC2_METADATA_TOKEN_TTL_SECONDS", "X-aws-ec2-metadata-token-ttl-seconds"))
-REASONS = {status.value: status.phrase for status in HTTPStatus}
+TOKEN_HEADERS = ((b"x-aws-ec2-metadata-token", "X-aws-ec2-metadata-token"),
+                 (b"x-aws-ec2-metadata-token-ttl-seconds", "X-aws-ec2-metadata-token-ttl-seconds"))
 
 
 @dataclass
@@ -65,7 +70,7 @@ class AgentConfig:
     store_url: str | None = None
     data_dir: str | None = None
     workers: int = 1
-    threads: int = 8
+    threads: int = 4  # per worker, for store lookups the cache cannot answer
     backlog: int = 4096
     socket_mode: int = 0o660
     # SPEC's Neutron value is 60 s, but haproxy gives up after its 32 s server
@@ -126,62 +131,67 @@ def mac_from_link_local(addr: ipaddress.IPv6Address) -> str | None:
 
 class PortIndex:
     """The store's port lookups, cached for *ttl* seconds and dropped whenever
-    the store's change log moves (an instance added, updated or removed)."""
+    the store's change log moves (an instance added, updated or removed).
 
-    def __init__(self, store: Any, ttl: float):
+    Used from the worker's event loop only; a miss asks the store in a small
+    thread pool, so a slow database never stalls the requests the cache answers.
+    """
+
+    def __init__(self, store: Any, ttl: float, threads: int = 4):
         from metadata_content.store import ChangeWatcher
 
         self.store = store
         self.ttl = ttl
         self.watcher = ChangeWatcher(store)
         self._cache: dict[tuple[str, ...], tuple[float, Any]] = {}
-        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
 
-    def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
-        now = time.monotonic()
+    async def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
         hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        value = load()
-        with self._lock:
-            if len(self._cache) >= MAX_CACHED:
-                self._cache.clear()
-            self._cache[key] = (now + self.ttl, value)
+        value = await asyncio.get_running_loop().run_in_executor(self._pool, load)
+        if len(self._cache) >= MAX_CACHED:
+            self._cache.clear()
+        self._cache[key] = (time.monotonic() + self.ttl, value)
         return value
 
-    def refresh(self) -> None:
-        if self.watcher.poll() != []:
-            with self._lock:
-                self._cache.clear()
+    async def refresh(self) -> None:
+        """Drop every cached lookup if the store changed (a microsecond on SQLite)."""
+        if self.watcher.cheap:
+            changed = self.watcher.poll()
+        else:
+            changed = await asyncio.get_running_loop().run_in_executor(self._pool, self.watcher.poll)
+        if changed != []:
+            self._cache.clear()
 
-    def router_networks(self, router_id: str) -> list[str]:
-        return self._cached(("router", router_id), lambda: self.store.router_networks(router_id))
+    async def router_networks(self, router_id: str) -> list[str]:
+        return await self._cached(("router", router_id), lambda: self.store.router_networks(router_id))
 
-    def lookup(self, ip: str, mac: str | None, networks: list[str]) -> list[tuple[str, str | None]]:
+    async def lookup(self, ip: str, mac: str | None, networks: list[str]) -> list[tuple[str, str | None]]:
         """(uuid, project) of every instance owning *ip* (or *mac*) on *networks*."""
         if mac is not None:
-            key = ("mac", mac, *networks)
-            return self._cached(key, lambda: self.store.find_by_mac(mac, networks))
-        return self._cached(("ip", ip, *networks), lambda: self.store.find_by_address(ip, networks))
+            return await self._cached(("mac", mac, *networks), lambda: self.store.find_by_mac(mac, networks))
+        return await self._cached(("ip", ip, *networks), lambda: self.store.find_by_address(ip, networks))
 
 
-def identify(environ: dict[str, Any], ports: PortIndex, rid: str = "-") -> tuple[str, str | None, str]:
+async def identify(network_id: str | None, router_id: str | None, xff: str | None,
+                   ports: PortIndex, rid: str = "-") -> tuple[str, str | None, str]:
     """(instance uuid, project, guest ip) for a request haproxy passed on, or Refused."""
-    network_id = environ.get(NETWORK_HEADER)
-    router_id = environ.get(ROUTER_HEADER)
     if network_id and router_id:
         raise Refused(400, "Both X-Neutron-Network-ID and X-Neutron-Router-ID were given; "
                            "a metadata proxy sets exactly one.")
     if not network_id and not router_id:
         raise Refused(400, "Neither X-Neutron-Network-ID nor X-Neutron-Router-ID was given: "
                            "the request did not come through a metadata proxy.")
-    ip, mac = guest_address(environ.get("HTTP_X_FORWARDED_FOR"))
-    ports.refresh()
+    ip, mac = guest_address(xff)
+    await ports.refresh()
     if network_id:
         networks, where = [network_id], f"network {network_id}"
     else:
-        networks, where = ports.router_networks(router_id), f"the networks of router {router_id}"
-    found = ports.lookup(ip, mac, networks) if networks else []
+        assert router_id is not None
+        networks, where = await ports.router_networks(router_id), f"the networks of router {router_id}"
+    found = await ports.lookup(ip, mac, networks) if networks else []
     if len(found) != 1:
         if found:
             log.error("%s address %s (mac %s) on %s matches %d instances: %s; refusing to choose",
@@ -190,175 +200,55 @@ def identify(environ: dict[str, Any], ports: PortIndex, rid: str = "-") -> tuple
     return found[0][0], found[0][1], ip
 
 
-# -- talking to the API -------------------------------------------------------
+# -- the ASGI application -----------------------------------------------------
 
 
-class UpstreamError(OSError):
-    """The API's answer was not HTTP/1.x as expected."""
+@dataclass
+class Request:
+    """What the agent reads of one ASGI request (header names are lower case bytes)."""
+
+    method: str
+    target: str
+    headers: dict[bytes, str]
+    xff: str | None
+    has_body: bool
+
+    @classmethod
+    def from_scope(cls, scope: dict[str, Any]) -> Request:
+        headers: dict[bytes, str] = {}
+        xff: list[str] = []
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-for":
+                xff.append(value.decode("latin-1"))  # repeated lines, in order
+            else:
+                headers[name] = value.decode("latin-1")
+        method = scope["method"]
+        raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+        target = _quote_path(raw.decode("latin-1"))
+        if scope.get("query_string"):
+            target += "?" + scope["query_string"].decode("latin-1")
+        has_body = b"content-length" in headers or b"transfer-encoding" in headers or \
+            method not in ("GET", "HEAD")
+        return cls(method, target, headers, ", ".join(xff) if xff else None, has_body)
 
 
-class _Conn:
-    """One keep-alive connection: a socket and a buffered reader over it."""
-
-    __slots__ = ("sock", "rfile")
-
-    def __init__(self, host: str, port: int, timeout: float):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.rfile = self.sock.makefile("rb")
-
-    def close(self) -> None:
-        self.rfile.close()
-        self.sock.close()
-
-
-class Upstream:
-    """Keep-alive HTTP/1.1 connections to the metadata API, shared by a worker's threads.
-
-    A minimal client on purpose: http.client parses every response's headers
-    with the email package, which cost more than the rest of the agent's work
-    together. Plain HTTP only (the API sits on the same host or a trusted network).
-    """
-
-    def __init__(self, url: str, timeout: float, size: int):
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"API URL {url!r} is not http://HOST[:PORT]")
-        self.host = parts.hostname
-        self.port = parts.port or 80
-        host_header = f"[{self.host}]" if ":" in self.host else self.host
-        self.host_line = f"Host: {host_header}:{self.port}\r\n"
-        self.prefix = parts.path.rstrip("/")
-        self.timeout = timeout
-        self.size = size
-        self._idle: list[_Conn] = []
-        self._lock = threading.Lock()
-
-    def request(self, method: str, target: str, headers: dict[str, str],
-                body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
-        """One exchange; a pooled connection the API closed meanwhile is retried once
-        on a fresh one (nothing was answered on it, so nothing is repeated)."""
-        head = [f"{method} {self.prefix}{target} HTTP/1.1\r\n", self.host_line]
-        for name, value in headers.items():
-            if "\r" in value or "\n" in value:
-                raise Refused(400, f"invalid {name} header")
-            head.append(f"{name}: {value}\r\n")
-        if body is not None or method in ("POST", "PUT", "PATCH"):
-            head.append(f"Content-Length: {len(body or b'')}\r\n")
-        head.append("\r\n")
-        data = "".join(head).encode("latin-1") + (body or b"")
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
-        reused = conn is not None
-        while True:
-            if conn is None:
-                conn = _Conn(self.host, self.port, self.timeout)
-            try:
-                conn.sock.sendall(data)
-                try:
-                    status, got, payload, keep = _read_response(conn.rfile, method)
-                except ValueError as exc:
-                    raise UpstreamError(f"malformed response: {exc}") from None
-            except (ConnectionError, UpstreamError) as exc:
-                conn.close()
-                if reused and not isinstance(exc, ConnectionRefusedError):
-                    conn, reused = None, False
-                    continue
-                raise
-            except BaseException:
-                conn.close()
-                raise
-            break
-        if keep:
-            with self._lock:
-                if len(self._idle) < self.size:
-                    self._idle.append(conn)
-                    conn = None
-        if conn is not None:
-            conn.close()
-        return status, got, payload
-
-    def get(self, target: str, headers: dict[str, str]) -> int:
-        return self.request("GET", target, headers, None)[0]
-
-
-def _read_response(rfile: Any, method: str) -> tuple[int, list[tuple[str, str]], bytes, bool]:
-    """(status, headers, body, keep-alive) of one HTTP/1.x response."""
-    line = rfile.readline(65537)
-    if not line:
-        raise UpstreamError("the API closed the connection without answering")
-    parts = line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise UpstreamError(f"not an HTTP response: {line[:80]!r}")
-    status = int(parts[1])
-    headers: list[tuple[str, str]] = []
-    length: int | None = None
-    chunked = False
-    keep = parts[0] == b"HTTP/1.1"
-    for _ in range(200):
-        line = rfile.readline(65537)
-        if line in (b"\r\n", b"\n", b""):
-            break
-        name, _, value = line.decode("latin-1").partition(":")
-        name, value = name.strip(), value.strip()
-        lower = name.lower()
-        if lower == "content-length":
-            length = int(value)
-        elif lower == "transfer-encoding":
-            chunked = "chunked" in value.lower()
-        elif lower == "connection":
-            keep = value.lower() != "close" if keep else value.lower() == "keep-alive"
-        headers.append((name, value))
-    else:
-        raise UpstreamError("too many response headers")
-    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return status, headers, b"", keep
-    if chunked:
-        chunks = []
-        while True:
-            size = int(rfile.readline(1026).split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass
-                break
-            chunks.append(rfile.read(size))
-            rfile.readline(3)
-        return status, headers, b"".join(chunks), keep
-    if length is None:
-        return status, headers, rfile.read(), False
-    body = rfile.read(length)
-    if len(body) != length:
-        raise UpstreamError("the API closed the connection in the middle of a body")
-    return status, headers, body, keep
-
-
-# -- the WSGI application -----------------------------------------------------
-
-
-def read_body(environ: dict[str, Any]) -> bytes | None:
+async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
     """The whole request body (Neutron read one 4 KiB recv and cut the rest)."""
-    stream = environ.get("wsgi.input")
-    length = environ.get("CONTENT_LENGTH") or ""
-    if stream is None:
-        return None
-    if length.isdigit():
-        want = int(length)
-        chunks, got = [], 0
-        while got < want:
-            chunk = stream.read(want - got)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks) if want else None
-    if environ.get("REQUEST_METHOD", "GET") in ("GET", "HEAD"):
-        return None
-    data = stream.read()
-    return data or None
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
 
 
 class Agent:
-    """The WSGI app of one worker process."""
+    """The ASGI app of one worker process: one event loop, no threads in the
+    request path (threads waiting on the API spent most of their time taking
+    turns at the GIL; see bench/chain.py)."""
 
     def __init__(self, config: AgentConfig, store: Any = None):
         from metadata_content.server.config import ConfigError, read_secret
@@ -369,61 +259,60 @@ class Agent:
             raise ConfigError("the agent needs the shared secret: give --secret-file")
         self.secret = read_secret(config.secret_file)
         self.store = store or Store(config.store_url, config.data_dir)
-        self.ports = PortIndex(self.store, config.cache_ttl)
+        self.ports = PortIndex(self.store, config.cache_ttl, config.threads)
         self.upstream = Upstream(config.api, config.timeout, config.pool_size)
         self.access: IO[str] | None = _open_log(config.access_log)
 
-    def __call__(self, environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            return
         started = time.perf_counter()
         rid = "req-" + os.urandom(8).hex()
         instance = "-"
+        request = Request.from_scope(scope)
+        network_id = request.headers.get(NETWORK_HEADER)
+        router_id = request.headers.get(ROUTER_HEADER)
         try:
-            if environ.get("PATH_INFO") == "/healthz" and not (
-                    environ.get(NETWORK_HEADER) or environ.get(ROUTER_HEADER)):
-                status, headers, body = self.health()
+            if scope["path"] == "/healthz" and not (network_id or router_id):
+                status, headers, body = await self.health()
             else:
-                instance, project, ip = identify(environ, self.ports, rid)
-                status, headers, body = self.forward(environ, instance, project or "", rid)
+                instance, project, _ip = await identify(network_id, router_id, request.xff, self.ports, rid)
+                data = await read_body(receive) if request.has_body else None
+                status, headers, body = await self.forward(request, data, instance, project or "", rid)
         except Refused as exc:
-            status, headers, body = exc.status, [("Content-Type", "text/plain; charset=utf-8")], \
+            status, headers, body = exc.status, [(b"content-type", b"text/plain; charset=utf-8")], \
                 exc.message.encode()
         except Exception:  # noqa: BLE001 - a guest gets a 500, the log gets the trace
             log.exception("%s agent failure", rid)
-            status, headers, body = 500, [("Content-Type", "text/plain; charset=utf-8")], \
+            status, headers, body = 500, [(b"content-type", b"text/plain; charset=utf-8")], \
                 b"An unknown error has occurred. Please try your request again."
         if self.access is not None:
             self.access.write(
-                f"{rid} xff={environ.get('HTTP_X_FORWARDED_FOR', '-')!r} "
-                f"net={environ.get(NETWORK_HEADER, '-')} router={environ.get(ROUTER_HEADER, '-')} "
-                f"instance={instance} {environ.get('REQUEST_METHOD')} "
-                f"{environ.get('PATH_INFO', '')!r} {status} "
+                f"{rid} xff={request.xff or '-'!r} net={network_id or '-'} router={router_id or '-'} "
+                f"instance={instance} {request.method} {scope['path']!r} {status} "
                 f"{(time.perf_counter() - started) * 1000:.2f}ms\n")
-        headers = [*headers, ("Content-Length", str(len(body)))]
-        start_response(f"{status} {REASONS.get(status, 'Error')}", headers)
-        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if request.method == "HEAD" else body})
 
-    def forward(self, environ: dict[str, Any], instance: str, project: str,
-                rid: str = "-") -> tuple[int, list[tuple[str, str]], bytes]:
+    async def forward(self, request: Request, body: bytes | None, instance: str, project: str,
+                      rid: str = "-") -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Sign and send the request to the API with only the identity headers."""
         headers = {
-            "X-Forwarded-For": environ.get("HTTP_X_FORWARDED_FOR", ""),
+            "X-Forwarded-For": request.xff or "",
             "X-Instance-ID": instance,
             "X-Tenant-ID": project,
             "X-Instance-ID-Signature": sign_instance_id(self.secret, instance),
         }
         for key, name in TOKEN_HEADERS:
-            if key in environ:
-                headers[name] = environ[key]
-        target = environ.get("PATH_INFO") or "/"
-        target = _quote_path(target)
-        if environ.get("QUERY_STRING"):
-            target += "?" + environ["QUERY_STRING"]
-        method = environ.get("REQUEST_METHOD", "GET")
-        body = read_body(environ)
+            if key in request.headers:
+                headers[name] = request.headers[key]
         try:
-            status, got, data = self.upstream.request(method, target, headers, body)
-        except (TimeoutError, socket.timeout):
+            reply = await self.upstream.request(request.method, request.target, headers, body)
+        except ValueError as exc:  # a header value that would split the request
+            raise Refused(400, str(exc)) from None
+        except TimeoutError:
             log.error("%s metadata API %s did not answer within %.1f s", rid, self.config.api,
                       self.config.timeout)
             raise Refused(504, "The metadata server did not answer in time.") from None
@@ -434,21 +323,22 @@ class Agent:
             log.error("%s metadata API %s unreachable: %s", rid, self.config.api, exc)
             raise Refused(503, "The remote metadata server is temporarily unavailable. "
                                "Please try again later.") from None
-        if status not in RELAYED:
-            log.error("%s metadata API answered %d; relayed as 502", rid, status)
-            raise Refused(502, f"The remote metadata server answered {status}.")
-        if status == 403:
+        if reply.status not in RELAYED:
+            log.error("%s metadata API answered %d; relayed as 502", rid, reply.status)
+            raise Refused(502, f"The remote metadata server answered {reply.status}.")
+        if reply.status == 403:
             log.warning("%s metadata API refused the signature for %s: do the agent's and the "
                         "API's shared secrets match?", rid, instance)
-        passed = [(k, v) for k, v in got if k.lower() in PASSED_BACK]
-        return status, passed, data
+        passed = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers
+                  if k.lower() in PASSED_BACK]
+        return reply.status, passed, reply.body
 
-    def health(self) -> tuple[int, list[tuple[str, str]], bytes]:
+    async def health(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """For `configdrive doctor`: store reachable? API reachable? signature accepted?
         Only reachable on the socket itself: haproxy always sets an id header."""
         report: dict[str, str] = {}
         try:
-            self.store.ping()
+            await asyncio.to_thread(self.store.ping)
             report["store"] = "ok"
         except Exception as exc:  # noqa: BLE001 - reported
             report["store"] = f"error: {exc}"
@@ -456,15 +346,15 @@ class Agent:
         headers = {"X-Instance-ID": probe, "X-Tenant-ID": "doctor",
                    "X-Instance-ID-Signature": sign_instance_id(self.secret, probe)}
         try:
-            status = self.upstream.get("/openstack", headers)
+            status = await self.upstream.get("/openstack", headers)
             report["api"] = "ok"
             report["signature"] = {403: "rejected: the shared secrets differ",
                                    400: "incomplete headers"}.get(status, "ok")
             report["api_status"] = str(status)
-        except OSError as exc:
-            report["api"] = f"unreachable: {exc}"
+        except (OSError, TimeoutError) as exc:
+            report["api"] = f"unreachable: {exc or type(exc).__name__}"
         ok = all(report.get(k) == "ok" for k in ("store", "api", "signature"))
-        return (200 if ok else 503), [("Content-Type", "application/json")], \
+        return (200 if ok else 503), [(b"content-type", b"application/json")], \
             json.dumps({"status": "ok" if ok else "fail", **report}).encode()
 
 
@@ -515,21 +405,21 @@ def prepare_socket(path: str) -> None:
 
 
 def serve_agent(config: AgentConfig) -> None:
-    """Run granian (WSGI) on the UNIX socket until SIGTERM/SIGINT."""
+    """Run granian (ASGI) on the UNIX socket until SIGTERM/SIGINT."""
     import multiprocessing
     from pathlib import Path
 
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, RuntimeModes
 
     prepare_socket(config.socket)
     os.environ[RESOLVED_ENV] = config.to_json()
     multiprocessing.set_start_method("spawn", force=True)
     try:
         Granian("metadata_content.server.agent:app_from_env", uds=Path(config.socket),
-                uds_permissions=config.socket_mode, interface=Interfaces.WSGI,
-                workers=config.workers, blocking_threads=config.threads, websockets=False,
-                factory=True, backlog=config.backlog, log_access=False).serve()
+                uds_permissions=config.socket_mode, interface=Interfaces.ASGINL,
+                workers=config.workers, websockets=False, factory=True, backlog=config.backlog,
+                runtime_mode=RuntimeModes.st, log_access=False, respawn_failed_workers=True).serve()
     finally:
         try:
             os.unlink(config.socket)

@@ -1,0 +1,170 @@
+"""The agent's client for the metadata API: pooled keep-alive HTTP/1.1 on asyncio.
+
+A minimal client on purpose. The agent's whole job per request is a header
+lookup, an HMAC and this one exchange, so the client's cost is the agent's
+cost: http.client parses every response's headers with the email package,
+and the general-purpose async clients (aiohttp, httpx) spend several times
+more per exchange than the parsing below. Plain HTTP only: the API sits on
+the same host or a trusted network, as nova-api-metadata does for Neutron.
+
+One pool per worker process, used only from that worker's event loop, so it
+needs no lock.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+MAX_HEAD = 65536  # bytes of status line + headers accepted from the API
+
+
+class UpstreamError(OSError):
+    """The API's answer was not HTTP/1.x as expected."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def parse_api_url(url: str) -> tuple[str, int, str]:
+    """(host, port, path prefix) of an ``http://HOST[:PORT][/prefix]`` URL, or ValueError."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"API URL {url!r} is not http://HOST[:PORT]")
+    return parts.hostname, parts.port or 80, parts.path.rstrip("/")
+
+
+class _Conn:
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader = reader
+        self.writer = writer
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Upstream:
+    """Keep-alive connections to the metadata API, at most *size* kept idle."""
+
+    def __init__(self, url: str, timeout: float, size: int):
+        self.host, self.port, self.prefix = parse_api_url(url)
+        host_header = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_line = f"Host: {host_header}:{self.port}\r\n"
+        self.timeout = timeout
+        self.size = size
+        self._idle: list[_Conn] = []
+
+    def encode(self, method: str, target: str, headers: dict[str, str], body: bytes | None) -> bytes:
+        """The request's bytes; ValueError for a header value that would split the request."""
+        head = [f"{method} {self.prefix}{target} HTTP/1.1\r\n", self.host_line]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"invalid {name} header")
+            head.append(f"{name}: {value}\r\n")
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            head.append(f"Content-Length: {len(body or b'')}\r\n")
+        head.append("\r\n")
+        return "".join(head).encode("latin-1") + (body or b"")
+
+    async def request(self, method: str, target: str, headers: dict[str, str],
+                      body: bytes | None) -> Reply:
+        """One exchange within the timeout (TimeoutError after it). A pooled connection
+        the API closed meanwhile is retried once on a fresh one: nothing was
+        answered on it, so nothing is repeated."""
+        data = self.encode(method, target, headers, body)
+        async with asyncio.timeout(self.timeout):
+            conn = self._idle.pop() if self._idle else None
+            reused = conn is not None
+            while True:
+                if conn is None:
+                    reader, writer = await asyncio.open_connection(self.host, self.port, limit=MAX_HEAD)
+                    conn = _Conn(reader, writer)
+                try:
+                    conn.writer.write(data)
+                    await conn.writer.drain()
+                    reply, keep = await _read_response(conn.reader, method)
+                except (ConnectionError, UpstreamError, asyncio.IncompleteReadError) as exc:
+                    conn.close()
+                    conn = None
+                    if reused and not isinstance(exc, ConnectionRefusedError):
+                        reused = False
+                        continue
+                    if isinstance(exc, asyncio.IncompleteReadError):
+                        raise UpstreamError("the API closed the connection in the middle of an answer") \
+                            from None
+                    raise
+                except BaseException:
+                    conn.close()
+                    raise
+                break
+        if keep and len(self._idle) < self.size:
+            self._idle.append(conn)
+        else:
+            conn.close()
+        return reply
+
+    async def get(self, target: str, headers: dict[str, str]) -> int:
+        return (await self.request("GET", target, headers, None)).status
+
+
+async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[Reply, bool]:
+    """One HTTP/1.x response and whether the connection stays open."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError:
+        raise UpstreamError("response headers too large") from None
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            raise UpstreamError("the API closed the connection without answering") from None
+        raise
+    lines = head[:-4].split(b"\r\n")
+    parts = lines[0].split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise UpstreamError(f"not an HTTP response: {lines[0][:80]!r}")
+    status = int(parts[1])
+    keep = parts[0] == b"HTTP/1.1"
+    headers: list[tuple[str, str]] = []
+    length: int | None = None
+    chunked = False
+    for line in lines[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        name, value = name.strip(), value.strip()
+        lower = name.lower()
+        if lower == "content-length":
+            if not value.isdigit():
+                raise UpstreamError(f"bad Content-Length {value[:20]!r}")
+            length = int(value)
+        elif lower == "transfer-encoding":
+            chunked = "chunked" in value.lower()
+        elif lower == "connection":
+            keep = value.lower() != "close" if keep else value.lower() == "keep-alive"
+        headers.append((name, value))
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return Reply(status, headers, b""), keep
+    if chunked:
+        return Reply(status, headers, await _read_chunked(reader)), keep
+    if length is None:
+        return Reply(status, headers, await reader.read()), False
+    return Reply(status, headers, await reader.readexactly(length)), keep
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    chunks = []
+    while True:
+        size_line = await reader.readuntil(b"\n")
+        try:
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        except ValueError:
+            raise UpstreamError(f"bad chunk size {size_line[:20]!r}") from None
+        if size == 0:
+            while (await reader.readuntil(b"\n")) not in (b"\r\n", b"\n"):
+                pass
+            return b"".join(chunks)
+        chunks.append(await reader.readexactly(size))
+        await reader.readuntil(b"\n")
