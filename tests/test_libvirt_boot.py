@@ -260,6 +260,23 @@ def test_live_media_change_on_running_domain(conn: Any, domains: list[str], work
     assert (disk.get("device"), disk.find("target").get("bus")) == ("disk", "scsi")
 
 
+def test_detach_finds_the_image_through_the_data_dir(conn: Any, domains: list[str], workdir: Path) -> None:
+    """attach --data-dir D keeps the image in D/images; detach --data-dir D (or
+    CONFIGDRIVE_DATA) removes it there, not in the system-wide default folder."""
+    data = workdir / "data"
+    for how in ("option", "env"):
+        uuid = str(uuidlib.uuid4())
+        dom = _define(conn, domains, f"cfgdrive-datadir-{uuid[:8]}", uuid)
+        run_cli("attach", "--domain", uuid, "--instance", str(_spec(workdir, f"dd-{how}", uuid)),
+                "--connect", URI, "--data-dir", str(data), check=True)
+        assert len(_our_disk(dom)) == 1 and len(list((data / "images").iterdir())) == 1
+        args = ["--data-dir", str(data)] if how == "option" else []
+        proc = run_cli("detach", "--domain", uuid, "--connect", URI, *args,
+                       env={"CONFIGDRIVE_DATA": str(data)} if how == "env" else None, check=True)
+        assert b"detached" in proc.stdout
+        assert not _our_disk(dom) and list((data / "images").iterdir()) == []
+
+
 def test_sync_cli_three_policies(conn: Any, domains: list[str], workdir: Path) -> None:
     data, images = workdir / "data", workdir / "images"
     made = {}

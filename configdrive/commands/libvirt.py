@@ -59,6 +59,7 @@ def _open_store(config_file: str | None, data_dir: str | None, store_url: str | 
 def _images_dir(given: Path | None, data_dir: str | None) -> Path:
     from hypervisor.attach import default_images_dir, prepare_images_dir
     path = given or (Path(os.environ[IMAGES_ENV]) if os.environ.get(IMAGES_ENV) else None)
+    data_dir = data_dir or os.environ.get("CONFIGDRIVE_DATA")  # as the store options read it
     if path is None:
         path = Path(data_dir) / "images" if data_dir else default_images_dir()
     return prepare_images_dir(path)
@@ -144,14 +145,17 @@ def attach(domain: str, instance_ref: str, fmt: str, target: str | None, connect
 @click.command(context_settings=CTX)
 @click.option("--domain", "-d", required=True, metavar="NAME|UUID", help="The libvirt domain.")
 @_common
-def detach(domain: str, connect: str | None, images_dir: Path | None) -> None:
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="The data dir given to attach or sync (its images/ is where the drive is); "
+                   "env CONFIGDRIVE_DATA.")
+def detach(domain: str, connect: str | None, images_dir: Path | None, data_dir: str | None) -> None:
     """Remove the config drive from a domain and delete its image."""
     from hypervisor import attach as attaching
     from hypervisor.connection import lookup_domain, open_connection
 
     conn = _run(lambda: open_connection(connect))
     dom = _run(lambda: lookup_domain(conn, domain))
-    folder = _run(lambda: _images_dir(images_dir, None))
+    folder = _run(lambda: _images_dir(images_dir, data_dir))
     click.echo(_run(lambda: attaching.detach(dom, folder)).line())
 
 
