@@ -67,7 +67,8 @@ class _Echo(BaseHTTPRequestHandler):
         self.send_header("Set-Cookie", "never=passed")
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
-        self.wfile.write(out)
+        if self.command != "HEAD":
+            self.wfile.write(out)
 
     do_GET = do_POST = do_PUT = do_HEAD = _answer  # noqa: N815
 
@@ -204,6 +205,15 @@ def test_slow_answers_do_not_hold_up_other_guests(agent: str) -> None:
         thread.join(timeout=10)
     assert sorted(results) == [200] * 40, results
     assert fast < 0.5, fast
+
+
+def test_head_keeps_the_length_and_sends_no_body(agent: str) -> None:
+    status, headers, body = ask(agent, "/openstack", "HEAD")
+    lowered = {k.lower(): v for k, v in headers.items()}
+    assert status == 200 and body == b""
+    assert int(lowered["content-length"]) == len(ask(agent, "/openstack")[2]) + 1  # "HEAD" vs "GET"
+    status, headers, body = ask(agent, "/openstack", "HEAD", X_Neutron_Network_ID="another-network")
+    assert status == 404 and body == b"" and int({k.lower(): v for k, v in headers.items()}["content-length"]) > 0
 
 
 def test_header_names_are_matched_exactly(agent: str) -> None:
