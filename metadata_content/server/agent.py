@@ -144,16 +144,19 @@ class PortIndex:
         self.ttl = ttl
         self.watcher = ChangeWatcher(store)
         self._cache: dict[tuple[str, ...], tuple[float, Any]] = {}
+        self._generation = 0  # moves whenever the cache is dropped
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
 
     async def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
         hit = self._cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        generation = self._generation
         value = await asyncio.get_running_loop().run_in_executor(self._pool, load)
-        if len(self._cache) >= MAX_CACHED:
-            self._cache.clear()
-        self._cache[key] = (time.monotonic() + self.ttl, value)
+        if generation == self._generation:  # not read before a change that arrived meanwhile
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
+            self._cache[key] = (time.monotonic() + self.ttl, value)
         return value
 
     async def refresh(self) -> None:
@@ -164,6 +167,7 @@ class PortIndex:
             changed = await asyncio.get_running_loop().run_in_executor(self._pool, self.watcher.poll)
         if changed != []:
             self._cache.clear()
+            self._generation += 1
 
     async def router_networks(self, router_id: str) -> list[str]:
         return await self._cached(("router", router_id), lambda: self.store.router_networks(router_id))
@@ -200,7 +204,7 @@ async def identify(network_id: str | None, router_id: str | None, xff: str | Non
     return found[0][0], found[0][1], ip
 
 
-# -- the ASGI application -----------------------------------------------------
+# -- the RSGI application -----------------------------------------------------
 
 
 @dataclass
