@@ -7,6 +7,9 @@
    (b) its ceiling, measured in the same run: the same haproxy reloaded to point
        at a constant responder on a UNIX socket (same server, granian WSGI).
    Target: (a) >= 0.5 x (b), zero errors at 64 connections.
+   Also (c), the bound of the chain's shape on this machine: the same haproxy
+   and agent with the API replaced by the same constant responder (TCP), so
+   the second hop costs only its HTTP exchange.
 2. Mass boot: N identities (addresses of one namespace, each its own instance)
    crawl like cloud-init (~25 requests, a new connection each) all at once;
    every answer is checked against the identity that asked.
@@ -43,6 +46,14 @@ def constant_app(environ, start_response):  # noqa: ANN001, ANN201 - WSGI
     """The ceiling's upstream: answers every request with the same small body."""
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(CONSTANT)))])
     return [CONSTANT]
+
+
+def constant(env: dict[str, str], lab_dir: Path, where: list[str]) -> None:
+    """Start constant_app under granian (WSGI) at *where* (a lab process: `down` stops it)."""
+    with open(lab_dir / "constant.log", "ab") as log:
+        subprocess.Popen([sys.executable, "-m", "granian", "--interface", "wsgi", *where, "--no-ws",
+                          "bench.chain:constant_app"],
+                         cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
 
 
 def wrk(ns: str, url: str, connections: int, seconds: int) -> dict[str, float]:
@@ -147,12 +158,22 @@ def main() -> int:
         subprocess.run(["ip", "netns", "exec", g0, "curl", "-sf", "-o", "/dev/null", url], check=True)
         for c in (16, 64):
             results[f"chain_c{c}"] = wrk(g0, url, c, args.seconds)
-        # the ceiling: the same haproxy, reloaded onto a constant responder
         env = {**os.environ, labmod.LAB_ENV: state["dir"], "PYTHONPATH": str(ROOT)}
-        with open(lab_dir / "constant.log", "ab") as log:
-            subprocess.Popen([sys.executable, "-m", "granian", "--interface", "wsgi", "--uds", constant_sock,
-                              "--workers", str(args.agent_workers), "--no-ws", "bench.chain:constant_app"],
-                             cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
+        # (c) the hop bound: the agent in front of a constant responder instead of the API
+        port = labmod._free_port()
+        constant(env, lab_dir, ["--host", "127.0.0.1", "--port", str(port), "--workers", str(args.api_workers)])
+        labmod._wait(lambda: labmod._tcp_open(port), "the constant responder on TCP")
+        agent_cmd = list(state["agent_cmd"])
+        state["agent_cmd"][agent_cmd.index("--api") + 1] = f"http://127.0.0.1:{port}"
+        labmod.stop_process(state, "agent")
+        labmod.start_agent(state)
+        for c in (16, 64):
+            results[f"hop_c{c}"] = wrk(g0, url, c, args.seconds)
+        state["agent_cmd"] = agent_cmd
+        labmod.stop_process(state, "agent")
+        labmod.start_agent(state)
+        # (b) the ceiling: the same haproxy, reloaded onto a constant responder
+        constant(env, lab_dir, ["--uds", constant_sock, "--workers", str(args.agent_workers)])
         labmod._wait(lambda: labmod._unix_open(constant_sock), "the constant responder")
         files = haproxy.ProxyFiles(lab_dir, state["network_id"])
         haproxy.start(state["dhcp_ns"], files, haproxy.render(constant_sock, network_id=state["network_id"]))
@@ -164,6 +185,8 @@ def main() -> int:
         for c in (16, 64):
             chain, ceiling = results[f"chain_c{c}"], results[f"ceiling_c{c}"]
             results[f"ratio_c{c}"] = round(chain["rps"] / ceiling["rps"], 2) if ceiling["rps"] else 0.0
+            results[f"hop_ratio_c{c}"] = round(results[f"hop_c{c}"]["rps"] / ceiling["rps"], 2) \
+                if ceiling["rps"] else 0.0
         # mass boot
         if args.identities:
             began = time.monotonic()
@@ -179,11 +202,13 @@ def main() -> int:
     print(json.dumps(results, indent=1))
     print()
     print(f"{'':14}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for key in ("chain_c16", "ceiling_c16", "chain_c64", "ceiling_c64"):
+    for key in ("chain_c16", "hop_c16", "ceiling_c16", "chain_c64", "hop_c64", "ceiling_c64"):
         r = results[key]
         assert isinstance(r, dict)
         print(f"{key:14}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['errors']:>8}")
     print(f"chain/ceiling: c16 {results['ratio_c16']}, c64 {results['ratio_c64']} (target >= 0.5)")
+    print(f"hop bound/ceiling (API replaced by a constant): c16 {results['hop_ratio_c16']}, "
+          f"c64 {results['hop_ratio_c64']}")
     mb = results.get("mass_boot")
     if isinstance(mb, dict):
         print(f"mass boot: {mb['identities']} identities x {len(CRAWL)} requests: {mb['done']} complete, "
