@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["load_instance", "load_spec_data", "MetadataTree", "Answer", "SpecError", "Instance"]
+__all__ = ["load_instance", "load_spec", "MetadataTree", "Answer", "SpecError", "Instance"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.errors import SpecError
     from metadata_content.model import Instance
-    from metadata_content.spec import load_instance, load_spec_data
+    from metadata_content.spec import load_instance, load_spec
     from metadata_content.tree import Answer, MetadataTree
 
 _LAZY = {
     "load_instance": "metadata_content.spec",
-    "load_spec_data": "metadata_content.spec",
+    "load_spec": "metadata_content.spec",
     "MetadataTree": "metadata_content.tree",
     "Answer": "metadata_content.tree",
     "SpecError": "metadata_content.errors",

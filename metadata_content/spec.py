@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import json
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metadata_content.errors import Problem, SpecError
-from metadata_content.model import Instance
+from metadata_content.schema_quick import certainly_valid
+
+if TYPE_CHECKING:  # pragma: no cover
+    from metadata_content.model import Instance
 
 
 def load_instance(path: str | Path) -> Instance:
@@ -95,10 +96,10 @@ def parse_file(path: Path) -> Any:
             raise SpecError(str(path), [Problem("", f"invalid JSON: {exc}")]) from None
     import yaml
 
-    from metadata_content.yaml_loader import SpecLoader
+    from metadata_content import yaml_loader
 
     try:
-        return yaml.load(text, Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
+        return yaml_loader.load(text)
     except yaml.YAMLError as exc:
         raise SpecError(str(path), [Problem("", f"invalid YAML: {_yaml_reason(exc)}")]) from None
 
@@ -114,8 +115,13 @@ def _yaml_reason(exc: Exception) -> str:
 
 @lru_cache(maxsize=None)
 def _schema() -> dict[str, Any]:
-    text = resources.files("metadata_content").joinpath("schemas/instance.schema.json").read_text()
-    return json.loads(text)
+    # pkgutil reads through the package's loader (works from a wheel or a zip)
+    # without importlib.resources, whose import costs more than the read.
+    import pkgutil
+
+    data = pkgutil.get_data("metadata_content", "schemas/instance.schema.json")
+    assert data is not None, "metadata_content has no loader"
+    return json.loads(data)
 
 
 @lru_cache(maxsize=None)
@@ -137,6 +143,8 @@ def schema_problems(data: Any) -> list[Problem]:
     """Every schema violation, one Problem each, naming the exact field."""
     if not isinstance(data, dict):
         return [Problem("", "a spec must be a mapping (YAML) or an object (JSON)")]
+    if certainly_valid(_schema(), data):  # the common case, without importing jsonschema
+        return []
     problems = []
     for error in _validator().iter_errors(data):
         problems.extend(_explain(error))
@@ -146,6 +154,8 @@ def schema_problems(data: Any) -> list[Problem]:
 def _explain(error: Any) -> list[Problem]:
     where = list(error.absolute_path)
     if error.validator == "additionalProperties":
+        import difflib
+
         allowed = list(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
         out = []

@@ -4,9 +4,12 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import string
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from configdrive.iso import IsoError, write_iso
 from imagetools import (blkid, bsdtar_extract, digests_in_time_zones, fixture_files, read_tree, run,
@@ -136,30 +139,73 @@ def test_without_epoch_the_clock_is_used() -> None:
     assert hashlib.sha256(a.getvalue()).digest() != hashlib.sha256(b.getvalue()).digest()
 
 
-def _bytes(files, reuse: bool, epoch: int = EPOCH) -> bytes:
+def _bytes(files, writer: str | None = None, epoch: int = EPOCH) -> bytes:
     out = io.BytesIO()
-    write_iso(files, out, epoch=epoch, reuse=reuse)
+    write_iso(files, out, epoch=epoch, writer=writer)
     return out.getvalue()
 
 
-def test_refilling_a_cached_image_gives_the_same_bytes_as_a_fresh_build() -> None:
-    first = fixture_files()
-    second = {name: data[::-1] + b"more" * (i % 7) for i, (name, data) in enumerate(first.items())}
-    second["openstack/content/0001"] = b"no longer empty"
-    second["openstack/content/0000"] = b""
-    third = {name: b"x" * (4096 * (i % 3)) for i, name in enumerate(first)}  # other padding
-    _bytes(first, reuse=True)
-    for files in (second, third, first, second):
-        assert _bytes(files, reuse=True) == _bytes(files, reuse=False)
-    assert _bytes(second, reuse=True, epoch=5) == _bytes(second, reuse=False, epoch=5)
+def _rich_drive() -> dict[str, bytes]:
+    from configdrive.build import render_drive_files
+    return render_drive_files(Path(__file__).resolve().parent.parent / "samples" / "rich.yaml")
 
 
-def test_concurrent_builds_of_one_shape_stay_correct() -> None:
+def test_direct_writer_gives_pycdlibs_bytes() -> None:
+    """configdrive/iso9660.py against pycdlib, the reference, on the drives we build."""
+    colliding = {"d/a-b.json": b"1", "d/a_b.json": b"2", "d/A_B.JSON": b"3", "d/noext": b"",
+                 "d/many.dots.in.name": b"5", "d/" + "x" * 60: b"6", "e-f/g": b"7", "e_f/g": b"8"}
+    big_dirs = {f"d{i:03d}{'x' * 25}/f": bytes(i) for i in range(300)}  # multi-block directories
+    for files in (fixture_files(), _rich_drive(), colliding, big_dirs, {"x": b""}):
+        for epoch in (0, EPOCH):
+            assert _bytes(files, "direct", epoch) == _bytes(files, "pycdlib", epoch)
+
+
+names = st.text(string.ascii_letters + string.digits + "-_.~ :", min_size=1, max_size=64).filter(
+    lambda n: n not in (".", ".."))
+
+
+@st.composite
+def trees(draw) -> dict[str, bytes]:
+    dirs = [""]
+    for _ in range(draw(st.integers(0, 25))):
+        parent = draw(st.sampled_from(dirs))
+        if parent.count("/") < 5:
+            dirs.append(f"{parent}/{draw(names)}" if parent else draw(names))
+    files = {}
+    for _ in range(draw(st.integers(1, 40))):
+        where = draw(st.sampled_from(dirs))
+        path = f"{where}/{draw(names)}" if where else draw(names)
+        size = draw(st.sampled_from([0, 1, 2047, 2048, 2049, 5000]))
+        files[path] = bytes([len(path) % 256]) * size
+    return {p: d for p, d in files.items() if not any(q.startswith(p + "/") for q in files)}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(trees())
+def test_direct_writer_gives_pycdlibs_bytes_for_any_plain_tree(files: dict[str, bytes]) -> None:
+    from configdrive import iso, iso9660
+    try:
+        layout = iso._layout(files)
+    except IsoError:
+        return
+    if iso9660.supported(*layout):
+        assert _bytes(files, "direct") == _bytes(files, "pycdlib")
+
+
+def test_other_trees_go_to_pycdlib() -> None:
+    from configdrive import iso, iso9660
+    deep = {"/".join("abcdefgh") + "/f": b"1"}  # needs Rock Ridge relocation
+    for files in (deep, {"caf\u00e9": b"1"}, {"d/" + "n" * 65: b"1"}):
+        assert not iso9660.supported(*iso._layout(files))
+    assert _bytes(deep) == _bytes(deep, "pycdlib") and _bytes(deep) != _bytes(deep, "direct")
+
+
+def test_concurrent_builds_stay_correct() -> None:
     from concurrent.futures import ThreadPoolExecutor
     variants = [{name: data + bytes([i]) * i for name, data in fixture_files().items()} for i in range(8)]
-    expected = [_bytes(files, reuse=False) for files in variants]
+    expected = [_bytes(files) for files in variants]
     with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda files: _bytes(files, reuse=True), variants * 3))
+        got = list(pool.map(_bytes, variants * 3))
     assert got == expected * 3
 
 
