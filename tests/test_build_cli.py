@@ -143,6 +143,17 @@ def test_default_output_name(tmp_path: Path) -> None:
     assert blkid(tmp_path / "out" / "rich.iso")["TYPE"] == "iso9660"
 
 
+def test_output_with_a_slash_is_a_directory(tmp_path: Path) -> None:
+    """`-o new/` names a directory: refused when missing (not a file called "new")."""
+    proc = cli("build", "-i", str(RICH), "-o", f"{tmp_path}/new/")
+    assert proc.returncode == 2 and "no such directory" in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "new").mkdir()
+    proc = cli("build", "-i", str(RICH), "-o", f"{tmp_path}/new/")
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["rich.iso"]
+
+
 @pytest.mark.parametrize("args,status,needle", [
     (["-i", str(BAD_SPEC)], 2, "bad-uuid.yaml"),
     (["-i", "no-such-spec.yaml"], 2, "no-such-spec.yaml"),

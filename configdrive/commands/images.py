@@ -40,13 +40,13 @@ def _classify(err: BaseException) -> tuple[int, str]:
 @click.argument("more", nargs=-1, metavar="[SPEC]...", type=click.Path(path_type=Path))
 @click.option("--format", "-f", "fmt", type=click.Choice(["iso9660", "vfat"]),
               default="iso9660", show_default=True, help="Image format.")
-@click.option("--output", "-o", type=click.Path(path_type=Path),
+@click.option("--output", "-o", type=click.Path(),
               help="Image path, or a directory for <spec stem>.iso|.img "
                    "(default: the current directory); always a directory for several specs.")
 @click.option("--size", metavar="SIZE", help="VFAT image size, e.g. 64M (default 64M).")
 @click.option("--force", is_flag=True, help="Replace existing images.")
 def build(instances: tuple[Path, ...], more: tuple[Path, ...], fmt: str,
-          output: Path | None, size: str | None, force: bool) -> None:
+          output: str | None, size: str | None, force: bool) -> None:
     """Build config-drive images (label config-2) from instance specs.
 
     Each image is written to a temporary file in the target directory and
@@ -67,11 +67,14 @@ def build(instances: tuple[Path, ...], more: tuple[Path, ...], fmt: str,
         size_bytes = builder.parse_size(size) if size is not None else None
         if size_bytes is not None:
             _check_vfat_size(fmt, size_bytes)
+        if output is not None and output.endswith("/") and not Path(output).is_dir():
+            # Path() drops the slash: without this, "-o new/" would write a file named "new"
+            raise builder.BadInput(f"-o {output}: no such directory")
         specs = builder.expand_specs([*instances, *more])
         batch = len(specs) != 1 or any(p.is_dir() for p in (*instances, *more))
         if not specs:
             raise builder.BadInput("no instance specs found")
-        jobs = builder.plan(specs, output, fmt, batch)
+        jobs = builder.plan(specs, Path(output) if output is not None else None, fmt, batch)
     except builder.BadInput as err:
         raise SystemExit(_fail(EXIT_BAD_INPUT, str(err)))
     except OSError as err:  # e.g. a spec or -o below a directory we may not search
