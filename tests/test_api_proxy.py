@@ -318,7 +318,7 @@ def _wait_for_workers(api: ApiServer, count: int, gone: int | None = None) -> se
         now = _workers(api)
         if len(now) == count and gone not in now:
             return now
-        assert time.monotonic() < deadline, now
+        assert time.monotonic() < deadline, f"workers {now}, server log:\n{api.log.read_text()[-3000:]}"
         time.sleep(0.2)
 
 
@@ -330,4 +330,5 @@ def test_a_crashed_worker_is_replaced(env: tuple[Path, Path, Path]) -> None:
         os.kill(victim, signal.SIGKILL)  # one of this test's own server's workers
         _wait_for_workers(api, 2, gone=victim)
         for _ in range(10):
-            assert get(api, "/latest/meta-data/hostname").status == 200
+            status = get(api, "/latest/meta-data/hostname").status
+            assert status == 200, f"{status}, server log:\n{api.log.read_text()[-3000:]}"

@@ -252,9 +252,9 @@ def test_meta_data_json(http, drive, version, delivery):
 
 
 def test_random_seed_is_fresh_unless_pinned(rich):
-    import dataclasses
+    from metadata_content.model import replace
 
-    unpinned = dataclasses.replace(rich, random_seed=None)
+    unpinned = replace(rich, random_seed=None)
     seeds = {json.loads(MetadataTree(unpinned).lookup("/openstack/latest/meta_data.json").body)["random_seed"]
              for _ in range(3)}
     assert len(seeds) == 3

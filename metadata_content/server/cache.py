@@ -17,14 +17,13 @@ its seed is served as rendered.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from metadata_content.model import Instance
+from metadata_content.model import Instance, replace
 from metadata_content.store import ChangeWatcher, Store
 from metadata_content.tree import Answer, MetadataTree
 
@@ -151,7 +150,7 @@ class RenderCache:
             return None
         instance = self.build(record.spec, f"store:{uuid}")
         if self.static_vendor_data is not None and not instance.vendor_data:
-            instance = dataclasses.replace(instance, vendor_data=self.static_vendor_data)
+            instance = replace(instance, vendor_data=self.static_vendor_data)
         sentinel_seed = None if instance.random_seed else os.urandom(512)
         tree = MetadataTree(instance, delivery="http", random_seed=sentinel_seed,
                             vendor_data2=self.vendor_data2(instance))
