@@ -238,10 +238,10 @@ class Request:
 
 
 class Agent:
-    """The RSGI app of one worker process: one event loop, no threads in the
-    request path (threads waiting on the API spent most of their time taking
-    turns at the GIL). RSGI is granian's native interface: a constant
-    responder answers ~1.4x as many requests through it as through ASGI here."""
+    """The RSGI app of one worker process: one event loop, no thread per request,
+    so requests waiting on a slow API hold nothing (the threaded WSGI agent
+    served at most 8 at once per worker). RSGI is granian's native interface:
+    a constant responder answers ~1.4x as many requests through it as through ASGI."""
 
     def __init__(self, config: AgentConfig, store: Any = None):
         from metadata_content.server.config import ConfigError, read_secret
