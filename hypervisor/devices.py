@@ -9,7 +9,9 @@ virtio-scsi controller, added when the domain has none. A VFAT drive is a
 read-only *disk*, which QEMU refuses on IDE and SATA ("Block node is
 read-only"), so VFAT always goes on virtio-scsi. Our drive carries the user
 alias ``ua-configdrive``: that is how a re-attach finds and replaces it
-instead of adding a second one.
+instead of adding a second one. A controller we add carries
+``ua-configdrive-scsi`` and is removed with the last drive on it, so a detach
+(or a switch back to a SATA/IDE cdrom) leaves the domain as it was.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from hypervisor import PlacementError
 
 ALIAS = "ua-configdrive"
+CONTROLLER_ALIAS = "ua-configdrive-scsi"
 DEVICE = {"iso9660": "cdrom", "vfat": "disk"}
 PREFIX = {"ide": "hd", "sata": "sd", "scsi": "sd"}
 VIRTIO_SCSI = "virtio-scsi"
@@ -265,7 +268,24 @@ def disk_element(image: str, placement: Placement) -> ET.Element:
 
 
 def controller_element(index: int) -> ET.Element:
-    return ET.Element("controller", type="scsi", index=str(index), model=VIRTIO_SCSI)
+    ctrl = ET.Element("controller", type="scsi", index=str(index), model=VIRTIO_SCSI)
+    ET.SubElement(ctrl, "alias", name=CONTROLLER_ALIAS)
+    return ctrl
+
+
+def _drop_our_unused_controller(root: ET.Element) -> None:
+    """Remove the SCSI controller we added once no disk or host device sits on it."""
+    devices = root.find("devices")
+    if devices is None:
+        return
+    for ctrl in devices.findall("controller"):
+        alias = ctrl.find("alias")
+        if ctrl.get("type") != "scsi" or alias is None or alias.get("name") != CONTROLLER_ALIAS:
+            continue
+        index = int(ctrl.get("index", "0"))
+        in_use = any(addr.controller == index for addr in _used(root, "scsi"))
+        if not in_use:
+            devices.remove(ctrl)
 
 
 def with_drive(domain_xml: str, image: str, fmt: str,
@@ -288,6 +308,7 @@ def with_drive(domain_xml: str, image: str, fmt: str,
     devices.insert(pos, new)
     if placement.new_controller is not None:
         devices.append(controller_element(placement.new_controller))
+    _drop_our_unused_controller(root)  # e.g. VFAT (SCSI) replaced by a SATA cdrom
     return tostring(root), placement
 
 
@@ -297,4 +318,5 @@ def without_drive(domain_xml: str) -> tuple[str, ET.Element | None]:
     ours = find_drive(root)
     if ours is not None:
         root.find("devices").remove(ours)  # type: ignore[union-attr]
+        _drop_our_unused_controller(root)
     return tostring(root), ours

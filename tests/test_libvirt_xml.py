@@ -149,6 +149,32 @@ def test_aarch64_virt_gets_one_virtio_scsi_controller(define, images: Path) -> N
     assert [(c.get("index"), c.get("model")) for c in scsi] == [("0", "virtio-scsi")]
 
 
+def _scsi_controllers(dom: object) -> list[tuple[str | None, str | None]]:
+    return [(c.get("index"), c.find("alias").get("name") if c.find("alias") is not None else None)
+            for c in _xml(dom).iterfind("devices/controller") if c.get("type") == "scsi"]
+
+
+def test_the_controller_we_added_goes_with_our_last_drive(define, conn, images: Path) -> None:
+    dom = define("x86_64", "q35", Q35_DISKS)
+    assert _scsi_controllers(dom) == []
+    attach.attach(dom, INSTANCE, "vfat", images)  # VFAT: a virtio-scsi disk, controller added
+    assert _scsi_controllers(dom) == [("0", "ua-configdrive-scsi")]
+    attach.attach(dom, INSTANCE, "iso9660", images)  # back to a SATA cdrom: nothing sits on it
+    assert _scsi_controllers(dom) == []
+    attach.attach(dom, INSTANCE, "vfat", images)
+    attach.detach(dom, images)
+    assert _scsi_controllers(dom) == [] and not _ours(_xml(dom))
+    # once an operator puts a disk of their own on it, the controller stays
+    attach.attach(dom, INSTANCE, "vfat", images)
+    root = _xml(dom)
+    ET.SubElement(root.find("devices"), "disk", type="file", device="disk").extend([
+        ET.Element("source", file="/var/tmp/mine.img"), ET.Element("target", dev="sdz", bus="scsi"),
+        ET.Element("address", type="drive", controller="0", bus="0", target="0", unit="5")])
+    dom = conn.defineXML(ET.tostring(root, encoding="unicode"))
+    attach.detach(dom, images)
+    assert _scsi_controllers(dom) == [("0", "ua-configdrive-scsi")]
+
+
 def test_existing_virtio_scsi_controller_is_reused(define, images: Path) -> None:
     disks = "<disk type='file' device='disk'><source file='/var/tmp/a.img'/><target dev='sda' bus='scsi'/></disk>"
     ctrl = "<controller type='scsi' index='2' model='virtio-scsi'/>"
