@@ -14,6 +14,7 @@ sequence they saw and drop exactly the instances named since
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -26,7 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sqlalchemy.engine import Engine
+    from collections.abc import Iterator
+
+    from sqlalchemy.engine import Connection, Engine
 
     from metadata_content.model import Instance
 
@@ -156,8 +159,7 @@ class Store:
     def add(self, items: list[tuple[dict[str, Any], Instance]]) -> None:
         """Register validated instances, all or none: a duplicate uuid or a fixed
         IP already used on the same network refuses the whole batch."""
-        with self.engine.begin() as conn:
-            self._lock_changes(conn)
+        with self._write() as conn:
             for spec, instance in items:
                 if self._exists(conn, instance.uuid):
                     raise StoreError(f"instance {instance.uuid} is already registered "
@@ -173,8 +175,7 @@ class Store:
         import sqlalchemy as sa
 
         t = self.t
-        with self.engine.begin() as conn:
-            self._lock_changes(conn)
+        with self._write() as conn:
             row = conn.execute(sa.select(t["instances"].c.version)
                                .where(t["instances"].c.uuid == instance.uuid)).first()
             if row is None:
@@ -190,8 +191,7 @@ class Store:
 
     def remove(self, uuid: str) -> None:
         t = self.t
-        with self.engine.begin() as conn:
-            self._lock_changes(conn)
+        with self._write() as conn:
             if not self._exists(conn, uuid):
                 raise StoreError(f"instance {uuid} is not registered")
             for name in ("ports", "passwords"):
@@ -202,7 +202,7 @@ class Store:
     def set_router_networks(self, router_id: str, network_ids: list[str]) -> None:
         """Which networks a router serves (the agent's router-side port lookup)."""
         t = self.t["routers"]
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(t.delete().where(t.c.router_id == router_id))
             for net in dict.fromkeys(network_ids):
                 conn.execute(t.insert().values(router_id=router_id, network_id=net))
@@ -389,7 +389,16 @@ class Store:
                 network_id=key[0], ip=key[1], mac=(port.mac or "").lower() or None,
                 instance_uuid=instance.uuid))
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """The transaction of every write that calls :meth:`_log_change`: the
+        change-log lock comes first, so sequence numbers commit in order."""
+        with self.engine.begin() as conn:
+            self._lock_changes(conn)
+            yield conn
+
     def _log_change(self, conn: Any, uuid: str) -> None:
+        """Append *uuid* to the change log; only inside :meth:`_write`."""
         c = self.t["changes"]
         seq = conn.execute(c.insert().values(uuid=uuid)).inserted_primary_key[0]
         conn.execute(c.delete().where(c.c.seq <= seq - KEEP_CHANGES))
@@ -540,14 +549,6 @@ class ChangeWatcher:
             except Exception:  # noqa: BLE001 - the pooled path below reconnects
                 self._pg = None
         return self.store.version(uuid)
-
-    def close(self) -> None:
-        if self._keep is not None:
-            self._keep.close()
-            self._keep = None
-        if self._pg is not None:
-            self._pg.close()
-            self._pg = None
 
     def poll(self) -> list[str] | None:
         """Uuids changed since the last poll (usually []), or None: forget everything."""

@@ -302,6 +302,59 @@ def test_ttl_revalidates_against_the_version_counter(env: tuple[Path, Path, Path
     cli("instances", "--data-dir", str(data), "update", str(SAMPLES / "minimal.yaml"))
 
 
+def test_stale_entry_is_dropped_after_one_version_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An expired entry is renewed while the version holds; once it moved, the
+    first peek drops the entry, so later peeks do not ask the store again."""
+    import copy
+    import functools
+
+    from metadata_content.server.cache import RenderCache
+    from metadata_content.spec import instance_from_data, read_spec
+    from metadata_content.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        data = read_spec(SAMPLES / "minimal.yaml")
+        store.add([(data, instance_from_data(copy.deepcopy(data), "minimal"))])
+        cache = RenderCache(store, 600, functools.partial(instance_from_data, validated=True))
+        asked: list[str] = []
+        version = cache.watcher.version
+        monkeypatch.setattr(cache.watcher, "version", lambda uuid: asked.append(uuid) or version(uuid))
+        entry = cache.get(MINIMAL)
+        assert entry is not None
+        entry.expires = 0
+        assert cache.peek(MINIMAL) is entry and len(asked) == 1  # revalidated: same version
+        store.update(data, instance_from_data(copy.deepcopy(data), "minimal"))
+        entry.expires = 0
+        assert cache.peek(MINIMAL) is None and len(asked) == 2
+        assert cache.peek(MINIMAL) is None and len(asked) == 2 and MINIMAL not in cache.entries
+        fresh = cache.get(MINIMAL)
+        assert fresh is not None and fresh.version == 2 and len(asked) == 2
+    finally:
+        store.close()
+
+
+def test_render_cache_eviction_keeps_the_bound(tmp_path: Path) -> None:
+    import copy
+    import functools
+
+    from metadata_content.server.cache import RenderCache
+    from metadata_content.spec import instance_from_data, read_spec
+    from metadata_content.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        specs = [read_spec(SAMPLES / f"{name}.yaml") for name in ("minimal", "windows")]
+        store.add([(d, instance_from_data(copy.deepcopy(d), "s")) for d in specs])
+        for bound, kept in ((1, [WIN]), (0, [WIN])):  # 0: never an endless eviction loop
+            cache = RenderCache(store, 600, functools.partial(instance_from_data, validated=True),
+                                max_entries=bound)
+            assert cache.get(MINIMAL) is not None and cache.get(WIN) is not None
+            assert list(cache.entries) == kept
+    finally:
+        store.close()
+
+
 def _workers(api: ApiServer) -> set[int]:
     """The server's live granian workers. Matched on the spawn command line:
     a child caught between fork and exec still shows its parent's arguments,

@@ -150,6 +150,28 @@ def test_empty_password_does_not_count_as_set(store: Store) -> None:
     assert store.set_password_once(uuid, "real") and not store.set_password_once(uuid, "late")
 
 
+def test_every_logged_write_takes_the_change_log_lock(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change-log row written outside the lock could commit out of sequence order."""
+    locked: list[Any] = []
+    lock, log_change = Store._lock_changes, Store._log_change
+
+    def lock_changes(self: Store, conn: Any) -> None:
+        lock(self, conn)
+        locked.append(conn)
+
+    def checked_log_change(self: Store, conn: Any, uuid: str) -> None:
+        assert any(conn is c for c in locked), f"{uuid} logged without the change-log lock"
+        log_change(self, conn, uuid)
+
+    monkeypatch.setattr(Store, "_lock_changes", lock_changes)
+    monkeypatch.setattr(Store, "_log_change", checked_log_change)
+    store.add([spec("rich")])
+    store.update(*spec("rich"))
+    store.set_router_networks("r", ["n"])
+    store.remove(RICH)
+    assert len(locked) == 4
+
+
 def poll_soon(watcher: ChangeWatcher) -> list[str] | None:
     """The first non-empty poll within 2 s: PostgreSQL delivers NOTIFY a moment
     after the writer's commit returns (SQLite's header changes at once)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -104,8 +103,6 @@ class RenderCache:
         self.refetch_on_expiry = refetch_on_expiry  # dynamic vendor data: re-ask targets per TTL
         self.hits = 0
         self.misses = 0
-        self.revalidated = 0
-        self._lock = threading.Lock()
         self._next_poll = 0.0
 
     def refresh(self) -> None:
@@ -126,15 +123,16 @@ class RenderCache:
 
     def peek(self, uuid: str) -> Entry | None:
         """A live entry without rendering anything (the fast path), else None.
-        An expired one is renewed when the store still has the same version."""
+        An expired one is renewed when the store still has the same version, and
+        dropped otherwise, so the version is not asked again until it is rendered."""
         entry = self.entries.get(uuid)
         if entry is None:
             return None
         if entry.expires <= time.monotonic():
             if self.refetch_on_expiry or self.watcher.version(uuid) != entry.version:
+                self.entries.pop(uuid, None)
                 return None
             entry.expires = time.monotonic() + self.ttl
-            self.revalidated += 1
         self.hits += 1
         return entry
 
@@ -156,11 +154,21 @@ class RenderCache:
                             vendor_data2=self.vendor_data2(instance))
         sentinel = base64.b64encode(sentinel_seed) if sentinel_seed else None
         entry = Entry(instance, tree, record.version, time.monotonic() + self.ttl, sentinel)
-        with self._lock:
-            while len(self.entries) >= self.max_entries:
-                self.entries.pop(next(iter(self.entries)))
-            self.entries[uuid] = entry
+        self._make_room()
+        self.entries[uuid] = entry
         return entry
+
+    def _make_room(self) -> None:
+        """Evict the oldest entries down to below *max_entries*, without a lock:
+        refresh and peek drop entries unlocked from other worker threads anyway.
+        A race costs at most an entry or two over the bound, never an exception:
+        an empty dict gives None, a key gone already is ignored, and a dict
+        resized between iter() and next() (RuntimeError) is simply retried."""
+        while len(self.entries) >= self.max_entries and self.entries:
+            try:
+                self.entries.pop(next(iter(self.entries), None), None)  # type: ignore[arg-type]
+            except RuntimeError:
+                continue
 
     def by_address(self, address: str) -> list[str]:
         """Instance uuids owning fixed IP *address* (direct mode), cached for the TTL."""

@@ -197,14 +197,9 @@ def stop(files: ProxyFiles, wait: float = 5.0) -> bool:
     if pid is None:
         files.pid.unlink(missing_ok=True)
         return False
-    stop_pid(pid, wait)
+    stop_pids([pid], wait)
     files.pid.unlink(missing_ok=True)
     return True
-
-
-def stop_pid(pid: int, wait: float = 5.0) -> None:
-    """SIGTERM *pid*, SIGKILL it after *wait* seconds; returns when it is gone."""
-    stop_pids([pid], wait)
 
 
 def _tail(path: Path, lines: int = 10) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -207,11 +206,6 @@ def start_dnsmasq(netns: str, dev: str, cidr: str, files: DnsmasqFiles,
             break
         time.sleep(0.02)
     return proc.pid
-
-
-def reload_dnsmasq(pid: int) -> None:
-    """Re-read the hosts and options files (SIGHUP), as Neutron's DHCP agent does."""
-    os.kill(pid, signal.SIGHUP)
 
 
 # -- the router side ------------------------------------------------------------

@@ -26,7 +26,7 @@ from metadata_content.server.cache import Entry, RenderCache
 from metadata_content.server.config import ApiConfig, ConfigError, read_secret
 from metadata_content.server.metrics import METRICS_DIR_ENV, Metrics
 from metadata_content.store import PASSWORD_MAX, Store
-from metadata_content.tree import Answer, lookup_without_instance
+from metadata_content.tree import NOT_ALLOWED, Answer, lookup_without_instance
 
 log = logging.getLogger("configdrive.api")
 TEXT = "text/plain; charset=utf-8"
@@ -219,11 +219,7 @@ class MetadataService:
                           address, len(found), ", ".join(found))
                 raise ident.Refusal(500, UNKNOWN_ERROR)
             uuid, tenant = found[0], None
-        entry = self.cache.peek(uuid)
-        if entry is None:
-            if not render:
-                raise Fallback
-            entry = self.cache.get(uuid)
+        entry = self._entry(uuid, render)
         if entry is None:
             raise ident.Refusal(404, "Not Found")
         if tenant is not None and (entry.project_id or "") != tenant:  # no project: the agent sends ""
@@ -231,10 +227,20 @@ class MetadataService:
             raise ident.Refusal(404, "Not Found")
         return uuid, entry
 
+    def _entry(self, uuid: str, render: bool) -> Entry | None:
+        """The cached entry, rendered on a miss only when *render*: one cache
+        lookup either way (the fast path hands a miss over to Flask)."""
+        if render:
+            return self.cache.get(uuid)
+        entry = self.cache.peek(uuid)
+        if entry is None:
+            raise Fallback
+        return entry
+
     def _token(self, environ: dict[str, Any], method: str, render: bool) -> Reply:
         """IMDSv2 ``PUT /latest/api/token``."""
         if method != "PUT":
-            return Reply(405, b"Method Not Allowed", path_class="token")
+            return self._reply(NOT_ALLOWED, "-", "token")
         if ident.token_put_refused(environ, self.config.mode, self.trusted):
             return Reply(403, b"Token requests relayed with X-Forwarded-For are refused.",
                          path_class="token")
