@@ -21,10 +21,6 @@ from metadata_content import openstack
 from metadata_content import versions as v
 
 LABEL = "config-2"
-# The files a version directory must hold from the version that added them on
-# (password is never on a drive); names and dates come from the content model.
-VERSION_FILES = {v.HAVANA: openstack.VENDOR_DATA, v.LIBERTY: openstack.NETWORK_DATA,
-                 v.NEWTON_TWO: openstack.VENDOR_DATA2}
 
 
 class NotADrive(Exception):
@@ -238,29 +234,22 @@ def _json(files: dict[str, bytes], name: str, problems: list[str]) -> Any:
         return None
 
 
-def _network_schema() -> dict | None:
-    import metadata_content
-    schema = Path(metadata_content.__file__).parent / "schemas" / "network_data.schema.json"
-    if not schema.is_file():
-        return None
-    return json.loads(schema.read_text())
-
-
-def _check_network(files: dict[str, bytes], parsed: dict[str, Any], problems: list[str],
-                   notes: list[str]) -> None:
+def _network_problems(parsed: dict[str, Any]) -> list[str]:
+    """Every network_data.json checked as the spec checker does: schema with formats, then links and netmasks."""
     docs = [n for n in parsed if n.endswith("/" + openstack.NETWORK_DATA) and parsed[n] is not None]
     if not docs:
-        return
-    schema = _network_schema()
-    if schema is None:
-        notes.append("network_data.json schema not found: structure not checked")
-        return
-    import jsonschema
-    validator = jsonschema.Draft202012Validator(schema)
-    for name in docs:
-        for err in validator.iter_errors(parsed[name]):
-            where = "/".join(str(p) for p in err.absolute_path) or "<top>"
-            problems.append(f"{name}: {where}: {err.message}")
+        return []
+    # Imported here: network_schema imports jsonschema, which a drive without network_data never needs.
+    from metadata_content.network_schema import validate_network_data
+
+    return [f"{name}: {where or '<top>'}: {reason}"
+            for name in docs for where, reason in validate_network_data(parsed[name])]
+
+
+def _required_files(version: str, has_user_data: bool) -> list[str]:
+    """What a dated directory must hold: the tree's listing minus password (never a drive file)."""
+    names = openstack.version_files(version, has_user_data=has_user_data)
+    return [name for name in names if name != openstack.PASSWORD]
 
 
 def validate(drive: Drive) -> Report:
@@ -275,7 +264,7 @@ def validate(drive: Drive) -> Report:
                       and n.count("/") == 2 and n.split("/")[1] != openstack.CONTENT_DIR})
     ec2_dirs = sorted({n.split("/")[1] for n in files if n.startswith("ec2/") and n.count("/") >= 2})
     dated = [name for name in os_dirs if name != v.LATEST]
-    latest = "openstack/latest/meta_data.json"
+    latest = f"openstack/{v.LATEST}/{openstack.META_DATA}"
     if latest not in files:
         problems.append(f"{latest} is missing (cloud-init requires it)")
     uuid = hostname = None
@@ -294,27 +283,21 @@ def validate(drive: Drive) -> Report:
                 problems.append(f"{latest} refers to {content}, which is missing")
     elif meta is not None:
         problems.append(f"{latest} is not a JSON object")
-    has_user_data = "openstack/latest/user_data" in files
+    has_user_data = f"openstack/{v.LATEST}/{openstack.USER_DATA}" in files
     for version in dated:
         base = f"openstack/{version}/"
-        required = [openstack.META_DATA] + [name for since, name in VERSION_FILES.items()
-                                         if v.at_least(version, since)]
-        if has_user_data:
-            required.append(openstack.USER_DATA)
-        missing = [f for f in required if base + f not in files]
+        missing = [f for f in _required_files(version, has_user_data) if base + f not in files]
         if missing:
             problems.append(f"{base} is incomplete: missing {', '.join(missing)} (cloud-init "
                             "reads the newest dated directory it knows, not latest)")
-        other = parsed.get(base + "meta_data.json")
+        other = parsed.get(base + openstack.META_DATA)
         if isinstance(other, dict) and uuid and other.get("uuid") != uuid:
             problems.append(f"{base}meta_data.json has uuid {other.get('uuid')!r}, not {uuid!r}")
     if not dated:
         warns.append("no dated openstack/<version> directory: old guests find nothing")
     if ec2_dirs and "ec2/latest/meta-data.json" not in files:
         warns.append("ec2/latest/meta-data.json is missing")
-    notes: list[str] = []
-    _check_network(files, parsed, problems, notes)
-    warns += notes
+    problems += _network_problems(parsed)
     return Report(drive, os_dirs, ec2_dirs, uuid, hostname, problems, warns)
 
 

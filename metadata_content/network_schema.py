@@ -15,25 +15,21 @@ Problems come back as ``(path, reason)`` with paths like
 from __future__ import annotations
 
 import ipaddress
-import json
-from collections.abc import Iterable
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
+
+from metadata_content.spec import json_path, load_schema
 
 __all__ = ["validate_network_data", "network_data_schema"]
 
 Problem = tuple[str, str]
 
 
-@cache
 def network_data_schema() -> dict[str, Any]:
     """The schema, read from the installed package (works from a wheel or a zip)."""
-    text = resources.files("metadata_content").joinpath("schemas/network_data.schema.json").read_text("utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
+    return load_schema("network_data.schema.json")
 
 
 @cache
@@ -41,13 +37,6 @@ def _validator() -> Draft202012Validator:
     schema = network_data_schema()
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
-
-
-def _path(parts: Iterable[str | int]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _schema_problems(doc: Any) -> list[Problem]:
@@ -59,9 +48,9 @@ def _schema_problems(doc: Any) -> list[Problem]:
             present = error.instance if isinstance(error.instance, dict) else {}
             missing = [k for k in error.validator_value if k not in present]
             named = [k for k in missing if repr(k) in error.message] or missing[:1]
-            problems.extend((_path([*parts, k]), "required property is missing") for k in named)
+            problems.extend((json_path([*parts, k]), "required property is missing") for k in named)
         else:
-            problems.append((_path(parts), _reason(error)))
+            problems.append((json_path(parts), _reason(error)))
     return problems
 
 

@@ -27,8 +27,17 @@ def content_name(index: int) -> str:
 
 def version_listing(instance: Instance, version: str) -> list[str]:
     """What ``openstack/<version>`` lists (*version* is a dated version)."""
+    return version_files(version, has_user_data=instance.user_data is not None)
+
+
+def version_files(version: str, *, has_user_data: bool) -> list[str]:
+    """The names under ``openstack/<version>``, in listing order.
+
+    One table for the tree and for ``configdrive inspect``, which checks a
+    drive against it (minus ``password``, which is never a drive file).
+    """
     names = [META_DATA]
-    if instance.user_data is not None:
+    if has_user_data:
         names.append(USER_DATA)
     if v.at_least(version, v.GRIZZLY):
         names.append(PASSWORD)

@@ -91,9 +91,11 @@ def parse_file(path: Path) -> Any:
         raise SpecError(str(path), [Problem("", f"cannot read: {exc}")]) from None
     if path.suffix == ".json":
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
+            return json.loads(text, parse_constant=_no_constant)
+        except ValueError as exc:  # JSONDecodeError, or Infinity/NaN
             raise SpecError(str(path), [Problem("", f"invalid JSON: {exc}")]) from None
+        except RecursionError:
+            raise SpecError(str(path), [Problem("", "invalid JSON: nested too deeply")]) from None
     import yaml
 
     from metadata_content import yaml_loader
@@ -102,6 +104,13 @@ def parse_file(path: Path) -> Any:
         return yaml_loader.load(text)
     except yaml.YAMLError as exc:
         raise SpecError(str(path), [Problem("", f"invalid YAML: {_yaml_reason(exc)}")]) from None
+    except RecursionError:  # PyYAML composes and constructs recursively
+        raise SpecError(str(path), [Problem("", "invalid YAML: nested too deeply")]) from None
+
+
+def _no_constant(name: str) -> Any:
+    """json.loads takes Infinity and NaN; guests' JSON cannot hold them."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _yaml_reason(exc: Exception) -> str:
@@ -114,14 +123,22 @@ def _yaml_reason(exc: Exception) -> str:
 # -- schema -------------------------------------------------------------------
 
 @lru_cache(maxsize=None)
-def _schema() -> dict[str, Any]:
-    # pkgutil reads through the package's loader (works from a wheel or a zip)
-    # without importlib.resources, whose import costs more than the read.
+def load_schema(name: str) -> dict[str, Any]:
+    """A packaged ``schemas/<name>``, read once; callers must not change it.
+
+    pkgutil reads through the package's loader (works from a wheel or a zip)
+    without importlib.resources, whose import costs more than the read.
+    """
     import pkgutil
 
-    data = pkgutil.get_data("metadata_content", "schemas/instance.schema.json")
+    data = pkgutil.get_data("metadata_content", f"schemas/{name}")
     assert data is not None, "metadata_content has no loader"
-    return json.loads(data)
+    schema: dict[str, Any] = json.loads(data)
+    return schema
+
+
+def _schema() -> dict[str, Any]:
+    return load_schema("instance.schema.json")
 
 
 @lru_cache(maxsize=None)
@@ -160,9 +177,10 @@ def _explain(error: Any) -> list[Problem]:
         extra = [k for k in error.instance if k not in allowed]
         out = []
         for key in extra:
-            hint = difflib.get_close_matches(key, allowed, n=1)
+            # YAML keys may be ints or null; difflib compares strings only.
+            hint = difflib.get_close_matches(key, allowed, n=1) if isinstance(key, str) else []
             tip = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(allowed)})"
-            out.append(Problem(json_path([*where, key]), f"unknown key{tip}"))
+            out.append(Problem(json_path([*where, str(key)]), f"unknown key{tip}"))
         return out
     if error.validator == "required":
         missing = error.message.split("'")[1]

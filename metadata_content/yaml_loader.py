@@ -4,10 +4,13 @@ PyYAML follows YAML 1.1, where ``52:54:00:12:34:56`` (a MAC) is a base-60
 integer, ``no`` is False and ``0755`` is octal. Specs are full of MACs and
 short words, so this loader keeps only JSON-like scalars (true/false, null,
 decimal ints and floats) and refuses duplicate keys instead of silently
-keeping the last one.
+keeping the last one. It also refuses what JSON cannot hold and the renderer
+cannot write: other tags (``!!timestamp``, ``!!binary``, ``!!set``...) and
+aliases that make a value contain itself.
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -15,7 +18,9 @@ import yaml
 
 
 # libyaml's parser when present (PyYAML's pure-Python scanner costs ~15 ms on a
-# rich spec); resolution and construction stay in Python, so behaviour is equal.
+# rich spec). Resolution and construction stay in Python, so values are the
+# same; parsing is not quite: libyaml accepts some documents the pure-Python
+# scanner refuses (a tab after "a:") and words its errors differently.
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -36,14 +41,58 @@ SpecLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$"), list("-+0123456789."))
 
 
+_JSON_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map", "int", "float", "bool", "null")}
+
+
+def _refuse_tag(loader: SpecLoader, node: yaml.Node) -> Any:
+    """Any tag but the JSON ones: the renderer writes JSON, so a date or bytes would crash it."""
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    raise yaml.constructor.ConstructorError(
+        None, None, f"tag {tag!r} is not supported: a spec holds only strings, numbers, "
+        "true/false, null, lists and mappings", node.start_mark)
+
+
+def _checked(construct: Any) -> Any:
+    """A scalar constructor whose bad value (``!!int 0x10``, ``!!bool maybe``) is a YAML error, not a crash."""
+    def checked(loader: SpecLoader, node: yaml.ScalarNode) -> Any:
+        try:
+            return construct(loader, node)
+        except (ValueError, KeyError):
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a valid {tag} value", node.start_mark) from None
+    return checked
+
+
 def _int_decimal(loader: SpecLoader, node: yaml.ScalarNode) -> int:
     return int(loader.construct_scalar(node))  # decimal only: 0755 stays 755, never octal
+
+
+def _float_finite(loader: SpecLoader, node: yaml.ScalarNode) -> float:
+    """A float JSON can write: ``1e999`` or ``!!float .inf`` would reach guests as ``Infinity``."""
+    value = yaml.constructor.SafeConstructor.construct_yaml_float(loader, node)
+    if not math.isfinite(value):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a finite number (JSON has no infinity or NaN)",
+            node.start_mark)
+    return value
+
+
+def _sequence(loader: SpecLoader, node: yaml.SequenceNode, deep: bool = False) -> list[Any]:
+    """Built at once, not by PyYAML's generator: a list that contains itself is then refused."""
+    return loader.construct_sequence(node, deep=deep)
 
 
 def _mapping_no_duplicates(loader: SpecLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                "found unhashable key", key_node.start_mark) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping", node.start_mark,
@@ -53,7 +102,15 @@ def _mapping_no_duplicates(loader: SpecLoader, node: yaml.MappingNode, deep: boo
 
 
 SpecLoader.add_constructor("tag:yaml.org,2002:int", _int_decimal)
+SpecLoader.add_constructor("tag:yaml.org,2002:float", _float_finite)
+SpecLoader.add_constructor("tag:yaml.org,2002:seq", _sequence)
 SpecLoader.add_constructor("tag:yaml.org,2002:map", _mapping_no_duplicates)
+for _tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"):
+    SpecLoader.add_constructor(_tag, _checked(SpecLoader.yaml_constructors[_tag]))
+# SafeLoader also builds timestamps, binary, set, omap and pairs: none is JSON.
+for _tag in [t for t in SpecLoader.yaml_constructors if t not in _JSON_TAGS]:
+    del SpecLoader.yaml_constructors[_tag]
+SpecLoader.add_constructor(None, _refuse_tag)  # PyYAML's fallback for every other tag
 
 
 class _Unsupported(Exception):
@@ -73,9 +130,10 @@ def load(text: str) -> Any:
     PyYAML's constructor spends most of a spec's load in generic machinery
     (state generators, per-node dispatch). Here strings, lists and dicts are
     built directly from the composed nodes and other scalars by SpecLoader's
-    own constructors. Anything else (explicit tags, merge keys) and every
-    error, duplicate keys included, goes to PyYAML's constructor for the whole
-    document, so the result and every message stay exactly PyYAML's.
+    own constructors. Anything else (explicit tags, merge keys, alias cycles)
+    and every error (duplicate keys, RecursionError) goes to PyYAML's
+    constructor for the whole document, so the result and every message stay
+    exactly PyYAML's.
     """
     loader = SpecLoader(text)
     try:
@@ -84,16 +142,26 @@ def load(text: str) -> Any:
             return None
         try:
             return _build(loader, node, {})
-        except (_Unsupported, yaml.YAMLError, TypeError, ValueError):
+        except (_Unsupported, yaml.YAMLError, TypeError, ValueError, RecursionError):
             return loader.construct_document(node)
     finally:
         loader.dispose()
 
 
+_BUILDING = object()  # memo value of a list or mapping whose items are being built
+
+
 def _build(loader: SpecLoader, node: yaml.Node, memo: dict[int, Any]) -> Any:
-    """The value of ``node``; ``memo`` keeps aliases (one node, many uses) one object."""
+    """The value of ``node``; ``memo`` keeps aliases (one node, many uses) one object.
+
+    An alias to a list or mapping still being built would make a value that
+    contains itself (JSON cannot hold it): PyYAML's constructor refuses it.
+    """
     if id(node) in memo:
-        return memo[id(node)]
+        value = memo[id(node)]
+        if value is _BUILDING:
+            raise _Unsupported("recursive alias")
+        return value
     kind, tag = type(node), node.tag
     if kind is yaml.ScalarNode:
         if tag == _STR:
@@ -103,19 +171,32 @@ def _build(loader: SpecLoader, node: yaml.Node, memo: dict[int, Any]) -> Any:
             raise _Unsupported(tag)
         return constructor(loader, node)
     if kind is yaml.SequenceNode and tag == _SEQ:
-        items: list[Any] = []
-        memo[id(node)] = items
-        items.extend(_build(loader, child, memo) for child in node.value)
+        memo[id(node)] = _BUILDING
+        items = memo[id(node)] = _build_list(loader, node, memo)
         return items
     if kind is yaml.MappingNode and tag == _MAP:
-        mapping: dict[Any, Any] = {}
-        memo[id(node)] = mapping
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
-                raise _Unsupported(_MERGE)
-            key = _build(loader, key_node, memo)
-            if key in mapping:
-                raise _Unsupported("duplicate key")  # PyYAML's constructor words the error
-            mapping[key] = _build(loader, value_node, memo)
+        memo[id(node)] = _BUILDING
+        mapping = memo[id(node)] = _build_mapping(loader, node, memo)
         return mapping
     raise _Unsupported(tag)
+
+
+def _build_list(loader: SpecLoader, node: yaml.SequenceNode, memo: dict[int, Any]) -> list[Any]:
+    """Items in order; a nested alias cycle reaches the sentinel in :func:`_build`."""
+    items: list[Any] = []
+    for child in node.value:
+        items.append(_build(loader, child, memo))
+    return items
+
+
+def _build_mapping(loader: SpecLoader, node: yaml.MappingNode, memo: dict[int, Any]) -> dict[Any, Any]:
+    """Keys in order; merge keys and duplicates go to PyYAML's constructor."""
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag == _MERGE:
+            raise _Unsupported(_MERGE)
+        key = _build(loader, key_node, memo)
+        if key in mapping:
+            raise _Unsupported("duplicate key")  # PyYAML's constructor words the error
+        mapping[key] = _build(loader, value_node, memo)
+    return mapping

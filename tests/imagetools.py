@@ -135,21 +135,23 @@ def mcopy_extract(image: Path, dest: Path) -> dict[str, bytes]:
     return read_tree(dest)
 
 
-def mkfs_vfat_image(files: Mapping[str, bytes], image: Path, workdir: Path) -> Path:
-    """The classic recipe: truncate + mkfs.vfat -n config-2 + mcopy -s."""
+def mkfs_vfat_image(files: Mapping[str, bytes], image: Path, workdir: Path, *,
+                    label: str = "config-2") -> Path:
+    """The classic recipe: truncate + mkfs.vfat -n LABEL + mcopy -s (label: to test bad ones)."""
     src = write_tree(files, workdir / "src")
     with open(image, "wb") as fh:
         fh.truncate(64 * 1024 * 1024)
-    run("mkfs.vfat", "-n", "config-2", str(image))
+    run("mkfs.vfat", "-n", label, str(image))
     env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir)}
     run("mcopy", "-s", "-i", str(image), *[str(p) for p in sorted(src.iterdir())], "::/", env=env)
     return image
 
 
-def nova_iso_image(files: Mapping[str, bytes], image: Path, workdir: Path) -> Path:
-    """An ISO made with Nova's exact genisoimage flags."""
+def nova_iso_image(files: Mapping[str, bytes], image: Path, workdir: Path, *,
+                   label: str = "config-2") -> Path:
+    """An ISO made with Nova's exact genisoimage flags (label: to test bad ones)."""
     src = write_tree(files, workdir / "src")
     run("genisoimage", "-o", str(image), "-ldots", "-allow-lowercase", "-allow-multidot",
-        "-l", "-publisher", "configdrive tests", "-quiet", "-J", "-r", "-V", "config-2",
+        "-l", "-publisher", "configdrive tests", "-quiet", "-J", "-r", "-V", label,
         str(src))
     return image

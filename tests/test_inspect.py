@@ -10,7 +10,7 @@ import pytest
 from configdrive.inspect import read_drive, validate
 from configdrive.iso import write_iso
 from configdrive.vfat import write_vfat
-from imagetools import HOSTNAME, UUID, fixture_files, mkfs_vfat_image, nova_iso_image, read_tree, run
+from imagetools import HOSTNAME, UUID, fixture_files, mkfs_vfat_image, nova_iso_image, read_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "configdrive", "inspect"]
@@ -127,15 +127,7 @@ def test_network_data_is_checked_against_the_schema(tmp_path: Path) -> None:
 
 
 def test_upper_case_fat_label_is_reported(tmp_path: Path) -> None:
-    image = tmp_path / "upper.img"
-    with open(image, "wb") as fh:
-        fh.truncate(64 * 1024 * 1024)
-    run("mkfs.vfat", "-n", "CONFIG-2", str(image))
-    src = tmp_path / "src"
-    from imagetools import write_tree
-    write_tree(fixture_files(), src)
-    run("mcopy", "-s", "-i", str(image), *[str(p) for p in src.iterdir()], "::/",
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    image = mkfs_vfat_image(fixture_files(), tmp_path / "upper.img", tmp_path, label="CONFIG-2")
     report = validate(read_drive(image))
     assert not report.valid and any("CONFIG-2" in p for p in report.problems)
 
@@ -172,3 +164,27 @@ def test_a_looped_fat_is_refused_not_followed_forever(tmp_path: Path, how: str) 
     proc = _inspect(str(_looped_fat(tmp_path, how)))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "unreadable FAT image" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dangling_network_link_is_invalid(tmp_path: Path) -> None:
+    """inspect checks network_data.json as the spec checker does, references included."""
+    files = fixture_files()
+    doc = json.loads(files["openstack/latest/network_data.json"])
+    doc["networks"][0]["link"] = "no-such-link"
+    files["openstack/latest/network_data.json"] = json.dumps(doc).encode()
+    problems = _problems(tmp_path, files)
+    assert "openstack/latest/network_data.json: networks[0].link: no link has id 'no-such-link'" in problems
+
+
+def test_required_files_follow_the_tree_listing_minus_password() -> None:
+    from configdrive.inspect import _required_files
+    from metadata_content import openstack
+    from metadata_content import versions as v
+
+    old_table = {v.HAVANA: openstack.VENDOR_DATA, v.LIBERTY: openstack.NETWORK_DATA,
+                 v.NEWTON_TWO: openstack.VENDOR_DATA2}  # inspect's own copy before version_files
+    for version in v.OPENSTACK_VERSIONS:
+        for has_user_data in (False, True):
+            expected = {openstack.META_DATA, *(name for since, name in old_table.items() if v.at_least(version, since))}
+            expected |= {openstack.USER_DATA} if has_user_data else set()
+            assert set(_required_files(version, has_user_data)) == expected, (version, has_user_data)

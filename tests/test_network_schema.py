@@ -175,3 +175,10 @@ def test_invalid_documents_report_exact_path(base: dict[str, Any], mutate: Mutat
 @pytest.mark.parametrize("doc", [[], "x", None])
 def test_top_level_must_be_object(doc: Any) -> None:
     assert [p for p, _ in validate_network_data(doc)] == [""]
+
+
+def test_schema_comes_from_the_shared_package_loader() -> None:
+    from metadata_content.spec import json_path, load_schema
+
+    assert network_data_schema() is load_schema("network_data.schema.json")
+    assert json_path(["links", 0, "bond_links", 1]) == "links[0].bond_links[1]"

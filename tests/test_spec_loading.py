@@ -4,7 +4,10 @@ from __future__ import annotations
 import base64
 import json
 
-from metadata_content import MetadataTree, load_instance
+import pytest
+import yaml
+
+from metadata_content import MetadataTree, SpecError, load_instance, yaml_loader
 from metadata_content.spec import read_spec
 
 UUID = "dc7c8e7d-a420-45fd-bc9f-ae0a16177f73"
@@ -86,3 +89,75 @@ def test_ec2_ids_from_numbers_or_given(tmp_path):
     tree = MetadataTree(inst)
     assert tree.lookup("/latest/meta-data/ramdisk-id").status == 404  # unknown: omitted, not "None"
     assert b"ramdisk-id" not in tree.lookup("/latest/meta-data").body
+
+
+# -- the YAML loader: only what JSON can hold ----------------------------------
+
+def _both_paths(text):
+    """The fast builder's result and PyYAML's constructor's, or the error each raised."""
+    out = []
+    for load in (yaml_loader.load, lambda t: yaml.load(t, Loader=yaml_loader.SpecLoader)):
+        try:
+            out.append(load(text))
+        except yaml.YAMLError as exc:
+            out.append(type(exc))
+    return out
+
+
+def test_aliases_share_a_value_in_both_loader_paths():
+    fast, pyyaml = _both_paths("a: &x {b: [1, two]}\nc: *x\nd: &l [1]\ne: [*l, *l]\n")
+    assert fast == pyyaml == {"a": {"b": [1, "two"]}, "c": {"b": [1, "two"]}, "d": [1], "e": [[1], [1]]}
+    assert fast["a"] is fast["c"]
+
+
+def test_a_value_containing_itself_is_refused_by_both_paths():
+    for text in ("vendor_data: &v\n  self: *v\n", "vendor_data: {l: &l [*l]}\n", "a: &l [{b: *l}]\n"):
+        assert _both_paths(text) == [yaml.constructor.ConstructorError] * 2, text
+
+
+def test_only_json_tags_are_constructed():
+    json_tags = {f"tag:yaml.org,2002:{t}" for t in ("str", "seq", "map", "int", "float", "bool", "null")}
+    assert set(yaml_loader.SpecLoader.yaml_constructors) == json_tags | {None}
+    assert _both_paths("a: !!str 1\nb: !!float 2\nc: !!int 3\nd: !!bool true\ne: !!null ''\n") == [
+        {"a": "1", "b": 2.0, "c": 3, "d": True, "e": None}] * 2
+    for text in ("a: !!timestamp 2020-01-01", "a: !!binary aGk=", "a: !!set {x}", "a: !!omap [x: 1]",
+                 "a: !!pairs [x: 1]", "a: !!python/name:os.system", "a: !foo x", "!!merge <<: {a: 1}",
+                 "a: !!int 0x10", "a: !!float abc", "a: !!bool maybe"):
+        assert _both_paths(text) == [yaml.constructor.ConstructorError] * 2, text
+
+
+def test_non_json_values_are_a_clear_spec_error(tmp_path):
+    cases = {"vendor_data: {t: !!timestamp 2020-01-01}": "invalid YAML: tag '!!timestamp' is not supported",
+             "vendor_data: {t: !!binary aGk=}": "invalid YAML: tag '!!binary' is not supported",
+             "vendor_data: {l: &l [*l]}": "invalid YAML: found unconstructable recursive node",
+             "? [1]\n: x": "invalid YAML: found unhashable key",
+             "vendor_data: " + "[" * 3000 + "]" * 3000: "invalid YAML: nested too deeply"}
+    for text, message in cases.items():
+        with pytest.raises(SpecError) as err:
+            load_instance(write(tmp_path, f"uuid: {UUID}\nhostname: h\n{text}\n"))
+        [problem] = err.value.problems
+        assert problem.path == "" and problem.message.startswith(message), (text, problem)
+
+
+def test_deep_json_is_a_clear_spec_error(tmp_path):
+    deep = "[" * 100000 + "]" * 100000
+    text = f'{{"uuid": "{UUID}", "hostname": "h", "vendor_data": {{"d": {deep}}}}}'
+    with pytest.raises(SpecError, match="invalid JSON: nested too deeply"):
+        load_instance(write(tmp_path, text, "deep.json"))
+
+
+def test_non_string_top_level_keys_are_unknown_keys(tmp_path):
+    for key, path in (("1", "1"), ("null", "None")):
+        with pytest.raises(SpecError) as err:
+            load_instance(write(tmp_path, f"uuid: {UUID}\nhostname: h\n{key}: x\n"))
+        assert [p.path for p in err.value.problems] == [path]
+        assert err.value.problems[0].message.startswith("unknown key (known: uuid, hostname")
+
+
+def test_json_spec_without_infinity_or_nan(tmp_path):
+    """json.loads takes Infinity and NaN; the drive's JSON could not hold them."""
+    for constant in ("Infinity", "-Infinity", "NaN"):
+        spec = write(tmp_path, f'{{"uuid": "{UUID}", "hostname": "j", "vendor_data": {{"x": {constant}}}}}',
+                     "spec.json")
+        with pytest.raises(SpecError, match=f"invalid JSON: {constant} is not a JSON number"):
+            load_instance(spec)
