@@ -151,7 +151,6 @@ def atomic_output(dest: os.PathLike | str, *, force: bool = False) -> Iterator[B
             os.replace(temp, dest)
         else:
             os.link(temp, dest)
-            os.unlink(temp)
-    finally:
+    finally:  # after link or replace alike: the temporary name goes
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)

@@ -5,15 +5,19 @@ Writers are imported on demand so an ISO build never imports pyfatfs.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Mapping
+from typing import TYPE_CHECKING, BinaryIO, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from metadata_content.model import Instance
 
 FORMATS = {"iso9660": ".iso", "vfat": ".img"}
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
-DEFAULT_VFAT_SIZE = 64 * 1024 * 1024
+DEFAULT_VFAT_SIZE = 64 * 1024 * 1024  # here, not in vfat, so ISO builds need not import pyfatfs
 # The latest date both formats can record: ISO 9660 directory records store
 # the year as 1900 + one byte (2155); FAT clamps its dates to 2107 itself.
 MAX_EPOCH = 5869583999  # 2155-12-31T23:59:59Z
@@ -65,11 +69,33 @@ def write_image(files: Mapping[str, bytes], fileobj: BinaryIO, fmt: str, *,
         raise BadInput(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
+def write_image_file(files: Mapping[str, bytes], path: Path, fmt: str, *, force: bool,
+                     size: int | None = None, epoch: int | None = None,
+                     mode: int | None = None) -> int:
+    """Write ``files`` as an image at ``path`` atomically; return its size in bytes.
+
+    The one write path of `build` and `attach`, so both leave either a whole
+    image or nothing. ``mode`` is forced with fchmod (the umask does not apply).
+    """
+    from configdrive.atomic import atomic_output
+    with atomic_output(path, force=force) as fh:
+        write_image(files, fh, fmt, size=size, epoch=epoch)
+        if mode is not None:
+            os.fchmod(fh.fileno(), mode)
+        fh.seek(0, os.SEEK_END)
+        return fh.tell()
+
+
+def drive_files(instance: Instance) -> dict[str, bytes]:
+    """The drive tree of a loaded instance: every image renders through the content model."""
+    from metadata_content import MetadataTree
+    return MetadataTree(instance, delivery="drive").drive_files()
+
+
 def render_drive_files(spec: Path) -> dict[str, bytes]:
     """Load and validate a spec, then let the content model render the drive tree."""
-    from metadata_content import MetadataTree, load_instance
-    instance = load_instance(spec)
-    return MetadataTree(instance, delivery="drive").drive_files()
+    from metadata_content import load_instance
+    return drive_files(load_instance(spec))
 
 
 def expand_specs(paths: list[Path]) -> list[Path]:
@@ -113,18 +139,15 @@ def plan(specs: list[Path], output: Path | None, fmt: str, batch: bool) -> list[
 def build_one(job: Job, fmt: str, *, size: int | None, epoch: int | None,
               force: bool) -> int:
     """Render and write one image atomically; return its size in bytes."""
-    from configdrive.atomic import atomic_output
     if not force and os.path.lexists(job.output):
-        raise FileExistsError(17, "file exists (use --force to replace it)", str(job.output))
+        raise FileExistsError(errno.EEXIST, "file exists (use --force to replace it)",
+                              str(job.output))
     files = render_drive_files(job.spec)
     parent = job.output.parent
     if not parent.is_dir():
         raise BadInput(f"cannot write {job.output}: directory {parent} does not exist")
     try:
-        with atomic_output(job.output, force=force) as fh:
-            write_image(files, fh, fmt, size=size, epoch=epoch)
-            fh.seek(0, os.SEEK_END)
-            return fh.tell()
+        return write_image_file(files, job.output, fmt, force=force, size=size, epoch=epoch)
     except (FileExistsError, IsADirectoryError):
         raise
     except OSError as err:

@@ -332,7 +332,8 @@ def _joliet_dir_records(d: _Node, date: bytes) -> list[bytes]:
     return records
 
 
-def _vd_date(tm: time.struct_time) -> bytes:
+def vd_date(tm: time.struct_time) -> bytes:
+    """A volume descriptor date (17 bytes, UTC); shared with the pycdlib writer."""
     return time.strftime("%Y%m%d%H%M%S", tm).encode("ascii") + b"00\x00"
 
 
@@ -340,7 +341,7 @@ def _descriptor(kind: int, joliet: bool, volume_id: str, publisher: str, space: 
                 pt_size: int, pt_le: int, pt_be: int, root_record: bytes,
                 tm: time.struct_time) -> bytes:
     """A primary (kind 1) or Joliet supplementary (kind 2) volume descriptor."""
-    date = _vd_date(tm)
+    date = vd_date(tm)
     no_date = b"0" * 16 + b"\x00"
     out = (bytes((kind,)) + b"CD001\x01\x00"
            + _text("LINUX", 32, joliet) + _text(volume_id, 32, joliet)

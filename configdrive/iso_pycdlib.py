@@ -27,9 +27,9 @@ from typing import BinaryIO, Iterator, Mapping
 import pycdlib
 from pycdlib import dates
 
-BLOCK = 2048
-FILE_MODE = 0o100444
-DIR_MODE = 0o040555
+# One definition for both writers (they must give the same bytes); iso9660 is cheap to import.
+from configdrive.iso9660 import BLOCK, DIR_MODE, FILE_MODE, vd_date
+
 # Byte offsets inside a volume descriptor (ECMA-119 8.4).
 _VD_MODIFICATION = 830
 
@@ -54,29 +54,29 @@ def _dr_date(tm: time.struct_time) -> dates.DirectoryRecordDate:
                                                  tm.tm_hour, tm.tm_min, tm.tm_sec, 0)
 
 
-def _vd_date_bytes(tm: time.struct_time) -> bytes:
-    return time.strftime("%Y%m%d%H%M%S", tm).encode("ascii") + b"00\x00"
-
-
 def _vd_date(tm: time.struct_time) -> dates.VolumeDescriptorDate:
     """A UTC volume date; fields set directly (parse() would import _strptime)."""
     date = dates.VolumeDescriptorDate()
     date.new(0.0)  # "not specified", then filled in
     date.year, date.month, date.dayofmonth = tm.tm_year, tm.tm_mon, tm.tm_mday
     date.hour, date.minute, date.second = tm.tm_hour, tm.tm_min, tm.tm_sec
-    date.date_str = _vd_date_bytes(tm)
+    date.date_str = vd_date(tm)
     return date
 
 
-def _pin_dates(iso: pycdlib.PyCdlib, tm: time.struct_time) -> None:
+def _tree_vds(iso: pycdlib.PyCdlib) -> list:
+    """The volume descriptors that own a directory tree: primaries and Joliet."""
+    return [*iso.pvds] + ([iso.joliet_vd] if iso.joliet_vd is not None else [])
+
+
+def _pin_dates(vds: list, tm: time.struct_time) -> None:
     """Replace every clock-derived date pycdlib created with ``tm`` (UTC)."""
-    vds = [*iso.pvds] + ([iso.joliet_vd] if iso.joliet_vd is not None else [])
     # Date objects are only read when records are serialised: one of each is shared.
-    dr_date, vd_date = _dr_date(tm), _vd_date(tm)
+    dr_date, vol_date = _dr_date(tm), _vd_date(tm)
     for vd in vds:
-        vd.volume_creation_date = vd_date
-        vd.volume_modification_date = vd_date
-        vd.volume_effective_date = vd_date
+        vd.volume_creation_date = vol_date
+        vd.volume_modification_date = vol_date
+        vd.volume_effective_date = vol_date
         for record in _records(vd):
             record.date = dr_date
             rr = record.rock_ridge
@@ -90,12 +90,12 @@ def _pin_dates(iso: pycdlib.PyCdlib, tm: time.struct_time) -> None:
                              "attribute_change_time", "backup_time", "expiration_time",
                              "effective_time"):
                     if getattr(tf, slot) is not None:
-                        setattr(tf, slot, vd_date if tf.time_flags & 0x80 else dr_date)
+                        setattr(tf, slot, vol_date if tf.time_flags & 0x80 else dr_date)
 
 
 def _fix_descriptors(iso: pycdlib.PyCdlib, fileobj: BinaryIO, tm: time.struct_time) -> None:
     """Rewrite the modification date pycdlib stamps while writing each descriptor."""
-    stamp = _vd_date_bytes(tm)
+    stamp = vd_date(tm)
     for vd in [*iso.pvds, *iso.svds]:
         fileobj.seek(vd.extent_location() * BLOCK + _VD_MODIFICATION)
         fileobj.write(stamp)
@@ -118,11 +118,12 @@ def write(dirs: list[tuple[str, str, str]], files: list[tuple[str, str, str, str
         iso.add_fp(io.BytesIO(data), len(data), iso_path, rr_name=rr_name,
                    joliet_path=joliet_path, file_mode=FILE_MODE)
     iso.force_consistency()
+    vds = _tree_vds(iso)
     padding = -(iso.pvd.space_size * BLOCK) % align
     if padding:
-        for vd in [*iso.pvds] + ([iso.joliet_vd] if iso.joliet_vd is not None else []):
+        for vd in vds:
             vd.add_to_space_size(padding)
-    _pin_dates(iso, tm)
+    _pin_dates(vds, tm)
     # pycdlib writes record by record with a seek each time: into memory
     # first, then one write (an image is about the size of its files).
     buffer = io.BytesIO()

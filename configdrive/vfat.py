@@ -38,7 +38,8 @@ from pyfatfs.FATDirectoryEntry import FATDirectoryEntry, make_lfn_entry
 from pyfatfs.FSInfo import FSInfo
 from pyfatfs._exceptions import PyFATException
 
-DEFAULT_SIZE = 64 * 1024 * 1024
+from configdrive.build import DEFAULT_VFAT_SIZE as DEFAULT_SIZE  # one constant; build stays pyfatfs-free
+
 MIN_SIZE = 256 * 1024
 MAX_SIZE = 2 ** 32 * 512 - 512
 LABEL = "config-2"
@@ -140,7 +141,12 @@ def geometry(size: int) -> Geometry:
 
 def volume_id(epoch: int) -> int:
     """DOS date and time of the epoch (UTC) as the 32-bit volume serial."""
-    date, clock = _dos_datetime(epoch)
+    return _serial(_dos_datetime(epoch))
+
+
+def _serial(stamp: tuple[int, int]) -> int:
+    """The volume serial of a (DOS date, DOS time) stamp: the entries' stamp, so they agree."""
+    date, clock = stamp
     return (date << 16) | clock
 
 
@@ -173,8 +179,6 @@ def _tree(files: Mapping[str, bytes]) -> _Node:
             node = node.children.setdefault(part, _Node(part))
             if node.data is not None:
                 raise VfatError(f"{path!r} is below a file")
-        if parts[-1] in node.children:
-            raise VfatError(f"duplicate path in drive files: {path!r}")
         node.children[parts[-1]] = _Node(parts[-1], data=bytes(files[path]))
     return root
 
@@ -207,17 +211,13 @@ def _short_name(name: str, taken: set[bytes]) -> tuple[EightDotThree, bool]:
 
 def _entries(node: _Node, stamp: tuple[int, int]) -> None:
     """Create the directory entries of node's children (clusters set later)."""
-    date, clock = stamp
     # Names that are already 8.3 keep their short name; generated ones avoid them.
     taken = {_padded(n) for n in node.children if EightDotThree.is_8dot3_conform(n)}
     for child in node.children.values():
         sfn, needs_lfn = _short_name(child.name, taken)
         taken.add(bytes(sfn.name))
         attr = FATDirectoryEntry.ATTR_DIRECTORY if child.data is None else FATDirectoryEntry.ATTR_ARCHIVE
-        entry = FATDirectoryEntry(DIR_Name=sfn, DIR_Attr=attr, DIR_NTRes=0, DIR_CrtTimeTenth=0,
-                                  DIR_CrtTime=clock, DIR_CrtDate=date, DIR_LstAccessDate=date,
-                                  DIR_FstClusHI=0, DIR_WrtTime=clock, DIR_WrtDate=date,
-                                  DIR_FstClusLO=0, DIR_FileSize=len(child.data or b""))
+        entry = _dir_entry(sfn, attr, stamp, len(child.data or b""))
         if needs_lfn:
             entry.set_lfn_entry(make_lfn_entry(child.name, sfn))
         child.entry = entry
@@ -225,16 +225,22 @@ def _entries(node: _Node, stamp: tuple[int, int]) -> None:
             _entries(child, stamp)
 
 
+def _dir_entry(sfn: EightDotThree, attr: int, stamp: tuple[int, int],
+               size: int) -> FATDirectoryEntry:
+    """A directory entry stamped with the one build time (cluster set later)."""
+    date, clock = stamp
+    return FATDirectoryEntry(DIR_Name=sfn, DIR_Attr=attr, DIR_NTRes=0, DIR_CrtTimeTenth=0,
+                             DIR_CrtTime=clock, DIR_CrtDate=date, DIR_LstAccessDate=date,
+                             DIR_FstClusHI=0, DIR_WrtTime=clock, DIR_WrtDate=date,
+                             DIR_FstClusLO=0, DIR_FileSize=size)
+
+
 def _special(name: bytes, cluster: int, stamp: tuple[int, int]) -> FATDirectoryEntry:
     """A "." / ".." entry or the volume label (name given as raw 11 bytes)."""
     sfn = EightDotThree()
     sfn.set_byte_name(name)
     attr = FATDirectoryEntry.ATTR_VOLUME_ID if cluster < 0 else FATDirectoryEntry.ATTR_DIRECTORY
-    entry = FATDirectoryEntry(DIR_Name=sfn, DIR_Attr=attr, DIR_NTRes=0, DIR_CrtTimeTenth=0,
-                              DIR_CrtTime=stamp[1], DIR_CrtDate=stamp[0],
-                              DIR_LstAccessDate=stamp[0], DIR_FstClusHI=0,
-                              DIR_WrtTime=stamp[1], DIR_WrtDate=stamp[0],
-                              DIR_FstClusLO=0, DIR_FileSize=0)
+    entry = _dir_entry(sfn, attr, stamp, 0)
     entry.set_cluster(max(cluster, 0))
     return entry
 
@@ -357,8 +363,7 @@ def write_vfat(files: Mapping[str, bytes], fileobj: BinaryIO, *, size: int = DEF
     an epoch the current time is used.
     """
     geo = geometry(size)
-    stamp_epoch = int(time.time()) if epoch is None else int(epoch)
-    stamp = _dos_datetime(stamp_epoch)
+    stamp = _dos_datetime(int(time.time()) if epoch is None else int(epoch))
     label_raw = label_bytes(label)
     root = _tree(files)
     try:
@@ -389,7 +394,7 @@ def write_vfat(files: Mapping[str, bytes], fileobj: BinaryIO, *, size: int = DEF
 
     emit(root, 0, True)
     fat = _fat_bytes(geo, runs)
-    boot = _boot_sector(geo, label_raw, volume_id(stamp_epoch))
+    boot = _boot_sector(geo, label_raw, _serial(stamp))
     writes.append((0, boot))
     if geo.fat_type == 32:
         info = bytes(FSInfo(free_count=geo.clusters - (end - 2), next_free=end))

@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from configdrive.build import FORMATS
 from hypervisor import HypervisorError, devices
 
 if TYPE_CHECKING:  # pragma: no cover
     import libvirt
 
     from metadata_content.model import Instance
-
-SUFFIX = {"iso9660": ".iso", "vfat": ".img"}
 
 
 @dataclass(frozen=True)
@@ -72,24 +71,26 @@ def prepare_images_dir(path: Path) -> Path:
 
 def build_image(instance: "Instance", fmt: str, path: Path) -> None:
     """Render the drive through the content model and write it atomically, mode 0644."""
-    from configdrive.atomic import atomic_output
-    from configdrive.build import source_date_epoch, write_image
-    from metadata_content import MetadataTree
+    from configdrive.build import drive_files, source_date_epoch, write_image_file
 
-    files = MetadataTree(instance, delivery="drive").drive_files()
-    with atomic_output(path, force=False) as fh:
-        write_image(files, fh, fmt, epoch=source_date_epoch())
-        os.fchmod(fh.fileno(), 0o644)  # qemu reads it even where libvirt does not chown
+    # mode 0644: qemu reads it even where libvirt does not chown
+    write_image_file(drive_files(instance), path, fmt, force=False, epoch=source_date_epoch(),
+                     mode=0o644)
 
 
 def our_images(images_dir: Path, domain_uuid: str) -> list[Path]:
     """Images this tool wrote for the domain (named by its uuid)."""
-    return sorted(p for suffix in SUFFIX.values() for p in images_dir.glob(f"{domain_uuid}.*{suffix}"))
+    return sorted(p for suffix in FORMATS.values() for p in images_dir.glob(f"{domain_uuid}.*{suffix}"))
 
 
 def _inactive_xml(dom: "libvirt.virDomain") -> str:
     import libvirt
     return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
+
+
+def persistent_drive(dom: libvirt.virDomain) -> devices.ET.Element | None:
+    """Our drive in the persistent definition (what the domain boots with), or None."""
+    return devices.find_drive(devices.parse(_inactive_xml(dom)))
 
 
 def _define(dom: "libvirt.virDomain", xml: str) -> None:
@@ -104,14 +105,14 @@ def _define(dom: "libvirt.virDomain", xml: str) -> None:
 def attach(dom: "libvirt.virDomain", instance: "Instance", fmt: str, images_dir: Path,
            target: str | None = None) -> Outcome:
     """Give ``dom`` exactly one config drive holding ``instance``, fresh."""
-    xml = _inactive_xml(dom)
-    devices.with_drive(xml, "/dev/null", fmt, target)  # refuse a bad target before building
-    had = devices.find_drive(devices.parse(xml))
-    image = images_dir / f"{dom.UUIDString()}.{secrets.token_hex(4)}{SUFFIX[fmt]}"
+    root = devices.parse(_inactive_xml(dom))
+    had = devices.find_drive(root)
+    placement = devices.place(root, fmt, target)  # refuse a bad target before building
+    image = images_dir / f"{dom.UUIDString()}.{secrets.token_hex(4)}{FORMATS[fmt]}"
     try:
         build_image(instance, fmt, image)
-        new_xml, placement = devices.with_drive(xml, str(image), fmt, target)
-        _define(dom, new_xml)
+        devices.insert_drive(root, str(image), placement)
+        _define(dom, devices.tostring(root))
     except BaseException:
         image.unlink(missing_ok=True)
         raise

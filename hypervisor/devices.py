@@ -87,6 +87,12 @@ def find_drive(root: ET.Element) -> ET.Element | None:
     return None
 
 
+def format_of(disk: ET.Element) -> str:
+    """The image format of our drive, from its device (DEVICE reversed): re-attaches keep it."""
+    device = disk.get("device")
+    return next((fmt for fmt, dev in DEVICE.items() if dev == device), "vfat")
+
+
 def drive_source(disk: ET.Element) -> str | None:
     source = disk.find("source")
     return None if source is None else source.get("file")
@@ -293,6 +299,16 @@ def with_drive(domain_xml: str, image: str, fmt: str,
     """Domain XML with our drive (added, or replaced in place) pointing at ``image``."""
     root = parse(domain_xml)
     placement = place(root, fmt, target)
+    insert_drive(root, image, placement)
+    return tostring(root), placement
+
+
+def insert_drive(root: ET.Element, image: str, placement: Placement) -> None:
+    """Put our drive at an already chosen ``placement`` into ``root`` (in place).
+
+    Split from :func:`with_drive` so a caller that placed the drive before
+    building the image edits the same parsed tree instead of parsing again.
+    """
     devices = root.find("devices")
     if devices is None:
         devices = ET.SubElement(root, "devices")
@@ -309,7 +325,6 @@ def with_drive(domain_xml: str, image: str, fmt: str,
     if placement.new_controller is not None:
         devices.append(controller_element(placement.new_controller))
     _drop_our_unused_controller(root)  # e.g. VFAT (SCSI) replaced by a SATA cdrom
-    return tostring(root), placement
 
 
 def without_drive(domain_xml: str) -> tuple[str, ET.Element | None]:

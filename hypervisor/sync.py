@@ -67,7 +67,7 @@ def _one(dom: "libvirt.virDomain", lookup: Lookup, force: bool, images_dir: Path
     if instance is None:
         return Result(name, uuid, "ignored", "no registered instance")
     try:  # the domain may vanish or change under us: report it, go on with the others
-        current = devices.find_drive(devices.parse(attach._inactive_xml(dom)))
+        current = attach.persistent_drive(dom)
         launched = bool(dom.isActive())
     except libvirt.libvirtError as err:
         return Result(name, uuid, "failed", f"libvirt: {err.get_error_message()}")
@@ -76,7 +76,7 @@ def _one(dom: "libvirt.virDomain", lookup: Lookup, force: bool, images_dir: Path
     if not decision.required:
         return Result(name, uuid, "http", decision.reason)
     if current is not None:  # keep the format the guest already has
-        fmt = "iso9660" if current.get("device") == "cdrom" else "vfat"
+        fmt = devices.format_of(current)
     if dry_run:
         return Result(name, uuid, "drive", f"would attach {fmt} ({decision.reason})")
     try:

@@ -287,7 +287,73 @@ def test_connections_to_the_api_are_reused(agent: str, upstream: Recorder) -> No
     upstream.peers.clear()
     for _ in range(30):
         assert ask(agent)[0] == 200
-    assert len(set(upstream.peers)) <= 2, upstream.peers
+    assert len(upstream.peers) == 30 and 1 <= len(set(upstream.peers)) <= 2, upstream.peers
+
+
+class _HalfAnswer:
+    """A raw API: answers GETs whole on a keep-alive connection (closing it after
+    /then-close), but sends half an answer to a POST and closes."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.seen: list[str] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while True:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, data = data.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                length = next((int(v) for k, _, v in (line.partition(":") for line in lines[1:])
+                               if k.strip().lower() == "content-length"), 0)
+                while len(data) < length:
+                    data += conn.recv(65536)
+                data = data[length:]
+                self.seen.append(lines[0])
+                if lines[0].startswith("POST"):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"half")
+                    return
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 2\r\n\r\n{}")
+                if "/then-close" in lines[0]:  # kept alive, then closed while idle
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_partly_answered_request_is_not_sent_again(env: dict[str, Any]) -> None:
+    """Only a pooled connection closed before any answer byte is retried: once part of
+    an answer arrived, the API may have acted on the request (a password POST)."""
+    api = _HalfAnswer()
+    proc, sock = start_agent(env, f"http://127.0.0.1:{api.port}", "half", "--timeout", "5")
+    try:
+        assert ask(sock, "/then-close")[0] == 200
+        time.sleep(0.1)
+        assert ask(sock)[0] == 200  # the idle connection the API closed is retried on a fresh one
+        assert len(api.seen) == 2, api.seen
+        status, _, body = ask(sock, "/openstack/latest/password", "POST", b"secret")
+        assert status == 502 and b"invalid answer" in body
+        posts = [line for line in api.seen if line.startswith("POST")]
+        assert posts == ["POST /openstack/latest/password HTTP/1.1"], api.seen
+    finally:
+        stop(proc)
+        api.close()
 
 
 def test_socket_mode_and_backlog(agent: str, env: dict[str, Any], upstream: Recorder) -> None:

@@ -149,6 +149,8 @@ def _wait_dead(pid: int) -> bool:
 def test_doctor_walks_every_hop(lab: dict[str, Any]) -> None:
     from metadata_content.server.doctor import diagnose_lab
 
-    for name, steps in diagnose_lab(Path(lab["dir"])):
+    results = diagnose_lab(Path(lab["dir"]))
+    assert lab["guests"] and len(results) == len(lab["guests"]), results
+    for name, steps in results:
         assert all(s.ok for s in steps), (name, [s for s in steps if not s.ok])
         assert [s.what for s in steps][-1] == "end to end"

@@ -194,6 +194,7 @@ def test_down_after_a_crash_leaves_nothing(tmp_path: Path) -> None:
             if len(state.get("namespaces", [])) >= 3 and labmod.lab_pids(str(lab_dir)):
                 break
         time.sleep(0.02)
+    assert proc.poll() is None, "lab up ended before it could be killed half-way"
     proc.kill()
     proc.wait(timeout=10)
     state = json.loads((lab_dir / "lab.json").read_text())

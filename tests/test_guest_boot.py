@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import guestboot
-from guestboot import GuestBootError, NoConfigDriveFound, boot_with_drive, parse_console, require
+from guestboot import GuestBootError, NoConfigDriveFound, boot_with_drive, parse_console
+from imagetools import nova_iso_image, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The drive content used with Nova's own recipe (genisoimage / mkfs.vfat + mcopy).
+# The drive content used with Nova's own recipe (genisoimage).
 SMALL_TREE: dict[str, bytes] = {
     "openstack/latest/meta_data.json": json.dumps(
         {"uuid": "83679162-1378-4288-a2d4-70e13ec132aa", "hostname": "guest-boot.example.org",
@@ -32,32 +32,9 @@ SMALL_TREE: dict[str, bytes] = {
 }
 
 
-def _run(cmd: list[str], **kw: object) -> None:
-    """Run a host tool; its stderr goes into the failure message."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
-    if proc.returncode != 0:
-        pytest.fail(f"{cmd[0]} exited {proc.returncode}: {proc.stderr}")
-
-
-def _write_tree(files: dict[str, bytes], root: Path) -> Path:
-    for name, body in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(body)
-    return root
-
-
-def build_with_nova_recipe(fmt: str, tmp: Path, *, label: str = "config-2") -> tuple[Path, dict[str, bytes]]:
-    """Nova's own commands on SMALL_TREE: validates the harness independently of our writer."""
-    tree = _write_tree(SMALL_TREE, tmp / "tree")
-    out = tmp / f"drive.{fmt}"
-    if fmt == "iso9660":
-        _run([require("genisoimage"), "-o", str(out), "-ldots", "-allow-lowercase", "-allow-multidot",
-              "-l", "-publisher", "configdrive tests", "-quiet", "-J", "-r", "-V", label, str(tree)])
-    else:
-        _run(["truncate", "-s", "64M", str(out)])
-        _run([require("mkfs.vfat", "dosfstools"), "-n", label, str(out)])
-        _run([require("mcopy", "mtools"), "-s", "-i", str(out), *map(str, sorted(tree.iterdir())), "::"])
-    return out, SMALL_TREE
+def build_with_nova_recipe(tmp: Path, *, label: str = "config-2") -> tuple[Path, dict[str, bytes]]:
+    """Nova's genisoimage command on SMALL_TREE: checks the harness independently of our writer."""
+    return nova_iso_image(SMALL_TREE, tmp / "drive.iso", tmp, label=label), SMALL_TREE
 
 
 def build_with_configdrive(fmt: str, tmp: Path) -> tuple[Path, dict[str, bytes]]:
@@ -66,8 +43,8 @@ def build_with_configdrive(fmt: str, tmp: Path) -> tuple[Path, dict[str, bytes]]
 
     spec = ROOT / "samples/rich.yaml"
     out = tmp / f"drive.{fmt}"
-    _run([sys.executable, "-m", "configdrive", "build", "--instance", str(spec), "--format", fmt,
-          "-o", str(out)])
+    run(sys.executable, "-m", "configdrive", "build", "--instance", str(spec), "--format", fmt,
+        "-o", str(out))
     return out, MetadataTree(load_instance(spec), delivery="drive").drive_files()
 
 
@@ -104,7 +81,7 @@ def test_vfat_as_virtio_disk(tmp_path: Path) -> None:
 
 @pytest.mark.boot
 def test_wrong_label_reports_no_config_drive(tmp_path: Path) -> None:
-    image, _ = build_with_nova_recipe("iso9660", tmp_path, label="not-cfg")
+    image, _ = build_with_nova_recipe(tmp_path, label="not-cfg")
     with pytest.raises(NoConfigDriveFound, match="no config drive found"):
         boot_with_drive(image, interface="cdrom", wait=3, timeout=90)
 

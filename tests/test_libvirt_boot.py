@@ -249,10 +249,11 @@ def test_live_media_change_on_running_domain(conn: Any, domains: list[str], work
     assert live.find("source").get("file") == persistent.find("source").get("file") != first
     assert not Path(first).exists() and len(list(images.iterdir())) == 1
     proc = run_cli("detach", "--domain", name, "--connect", URI, "--images-dir", str(images), check=True)
-    assert b"ejected" in proc.stdout or b"unplugged" in proc.stdout, proc.stdout
+    # libvirt refuses to detach a SATA cdrom live, so _live_detach always falls back to ejecting
+    assert b"media ejected in the running guest" in proc.stdout, proc.stdout
     assert not _our_disk(dom) and list(images.iterdir()) == []
-    live = _our_disk(dom, 0)  # SATA cannot unplug: the tray stays, empty, until the guest stops
-    assert not live or (live[0].find("source") is None or live[0].find("source").get("file") is None)
+    [live] = _our_disk(dom, 0)  # the tray stays, empty, until the guest stops
+    assert live.find("source") is None or live.find("source").get("file") is None
     # a disk cannot replace the cdrom live on SATA: the definition changes, the guest at next boot
     out = _attach(name, _spec(workdir, "live-three", uuid), "vfat", images)
     assert "the new drive is there from the next boot" in out

@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE
+from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, config_or_exit
+from configdrive.commands.service import with_store_options
 
 LAB_DIR_HELP = "Lab directory (state, logs, store) [env CONFIGDRIVE_LAB_DIR or $TMPDIR/configdrive-lab]."
 
@@ -67,9 +68,9 @@ def agent(socket_path: str, api: str, secret_file: str, data_dir: str | None, st
     except (ConfigError, ValueError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    store = config_or_exit(None, data_dir=data_dir, store_url=store_url)  # CONFIGDRIVE_CONFIG's [store] too
     config = AgentConfig(socket=socket_path, api=api, secret_file=secret_file,
-                         store_url=store_url or os.environ.get("CONFIGDRIVE_STORE_URL"),
-                         data_dir=data_dir or os.environ.get("CONFIGDRIVE_DATA"), workers=workers,
+                         store_url=store.store_url, data_dir=store.data_dir, workers=workers,
                          threads=threads, backlog=backlog, socket_mode=socket_mode, timeout=timeout,
                          cache_ttl=cache_ttl, access_log=access_log)
     click.echo(f"metadata agent on unix:{socket_path} (mode {socket_mode:04o}, backlog {backlog}) "
@@ -267,15 +268,31 @@ def lab_down(lab_dir: str | None) -> None:
 # -- doctor ---------------------------------------------------------------------------
 
 
+def _doctor_store(config_file: str | None, data_dir: str | None, store_url: str | None,
+                  lab_dir: Path) -> tuple[str | None, str | None]:
+    """(store URL, data dir) for a --netns walk. Options win; without any, a lab's own
+    store comes before the environment's, which describes a deployment, not the lab
+    ((None, None) lets diagnose_netns take it)."""
+    from metadata_content.server.doctor import lab_state
+
+    if not (config_file or data_dir or store_url) and lab_state(lab_dir) is not None:
+        return None, None
+    config = config_or_exit(config_file, data_dir=data_dir, store_url=store_url)
+    return config.store_url, config.data_dir
+
+
 @click.command()
 @click.option("--netns", help="A guest namespace to walk the chain from.")
 @click.option("--lab", "use_lab", is_flag=True, help="Check every guest of the lab.")
 @click.option("--dir", "lab_dir", type=click.Path(file_okay=False), help=LAB_DIR_HELP)
 @click.option("--socket", "socket_path", help="The agent's socket (default: the lab's).")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="The store (default: the lab's).")
+@with_store_options
 def doctor(netns: str | None, use_lab: bool, lab_dir: str | None, socket_path: str | None,
-           data_dir: str | None) -> None:
-    """Walk the metadata chain hop by hop and name the first broken one, with the fix."""
+           config_file: str | None, data_dir: str | None, store_url: str | None) -> None:
+    """Walk the metadata chain hop by hop and name the first broken one, with the fix.
+
+    With --netns the store is the options' (or --config's), else the lab's, else the
+    environment's: it must be the agent's, or the instance hop reports a wrong answer."""
     from metadata_content.server.doctor import diagnose_lab, diagnose_netns
 
     if bool(netns) == bool(use_lab):
@@ -284,8 +301,9 @@ def doctor(netns: str | None, use_lab: bool, lab_dir: str | None, socket_path: s
     if use_lab:
         results = diagnose_lab(_lab_dir(lab_dir))
     else:
-        results = [diagnose_netns(netns, socket_path=socket_path, data_dir=data_dir,
-                                  lab_dir=_lab_dir(lab_dir))]
+        url, where = _doctor_store(config_file, data_dir, store_url, _lab_dir(lab_dir))
+        results = [diagnose_netns(netns, socket_path=socket_path, data_dir=where,
+                                  lab_dir=_lab_dir(lab_dir), store_url=url)]
     ok = True
     for name, steps in results:
         click.echo(f"{name}:")

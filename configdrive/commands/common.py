@@ -1,14 +1,20 @@
-"""What every command shares: exit codes and turning user mistakes into messages."""
+"""What every command shares: exit codes and turning user mistakes into messages.
+
+Imported at CLI start: the content model, the config and SQLAlchemy are
+imported inside the functions.
+"""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
+    from metadata_content.server.config import ApiConfig
+    from metadata_content.store import Store
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -25,3 +31,46 @@ def load_or_exit(spec: Path) -> "Instance":
     except SpecError as err:
         click.echo(err.render(), err=True)
         sys.exit(EXIT_BAD_INPUT)
+
+
+def config_or_exit(config_file: str | None, **overrides: Any) -> ApiConfig:
+    """The API/store configuration (file < env < options); a bad one prints and exits 2."""
+    from metadata_content.server.config import ConfigError, load_config
+
+    try:
+        return load_config(config_file, **overrides)
+    except ConfigError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def store_or_exit(config: ApiConfig) -> Store:
+    """Open the configured store; any driver error prints one line (no password) and exits 1."""
+    from metadata_content.store import Store
+
+    try:
+        return Store(config.store_url, config.data_dir)
+    except Exception as err:  # noqa: BLE001 - any driver error becomes one clear line
+        where, reason = _redacted(config.store_url, config.data_dir, str(err))
+        click.echo(f"error: cannot open the store {where}: {reason}", err=True)
+        sys.exit(EXIT_FAILURE)
+
+
+def _redacted(store_url: str | None, data_dir: str | None, reason: str) -> tuple[str, str]:
+    """(where, reason) safe to print: a database password never is, even in driver text."""
+    if not store_url:
+        return data_dir or "", reason
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(store_url)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown by its scheme only
+        return store_url.split(":", 1)[0] + "://...", reason
+    if url.password:
+        reason = reason.replace(url.password, "***")
+    return url.render_as_string(hide_password=True), reason
+
+
+def open_store(config_file: str | None, data_dir: str | None, store_url: str | None) -> Store:
+    """The instance store the --config/--data-dir/--store-url options name; exit 2 or 1 on errors."""
+    return store_or_exit(config_or_exit(config_file, data_dir=data_dir, store_url=store_url))

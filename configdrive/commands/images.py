@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
 
 
 def _classify(err: BaseException) -> tuple[int, str]:
@@ -21,18 +21,18 @@ def _classify(err: BaseException) -> tuple[int, str]:
     if isinstance(err, (SpecError, BadInput)):
         return EXIT_BAD_INPUT, str(err)
     if isinstance(err, OutputError):
-        return EXIT_FAILED, err.strerror
+        return EXIT_FAILURE, err.strerror
     if isinstance(err, (FileExistsError, IsADirectoryError, FileNotFoundError)):
         return EXIT_BAD_INPUT, f"{err.filename}: {err.strerror}"
     if isinstance(err, OSError):
         where = f"{err.filename}: " if err.filename else ""
-        return EXIT_FAILED, f"{where}{err.strerror or err}"
+        return EXIT_FAILURE, f"{where}{err.strerror or err}"
     if isinstance(err, ValueError):  # IsoError, VfatError: files do not fit, bad names
-        return EXIT_FAILED, str(err)
+        return EXIT_FAILURE, str(err)
     raise err
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command()
 @click.option("--instance", "-i", "instances", multiple=True, required=True,
               type=click.Path(path_type=Path),
               help="Instance spec (YAML/JSON) or a directory of specs. Repeatable; "
@@ -147,10 +147,10 @@ def _batch(jobs: list, fmt: str, size: int | None, epoch: int | None, force: boo
     click.echo(f"{built} of {len(jobs)} images built, {len(failures)} failed")
     if failures:
         bad_input_only = all(status == EXIT_BAD_INPUT for status, _ in failures)
-        raise SystemExit(EXIT_BAD_INPUT if bad_input_only else EXIT_FAILED)
+        raise SystemExit(EXIT_BAD_INPUT if bad_input_only else EXIT_FAILURE)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command()
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--extract", type=click.Path(path_type=Path), metavar="DIR",
@@ -183,4 +183,4 @@ def inspect(image: Path, as_json: bool, extract: Path | None) -> None:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         click.echo(report.render())
-    raise SystemExit(EXIT_OK if report.valid else EXIT_FAILED)
+    raise SystemExit(EXIT_OK if report.valid else EXIT_FAILURE)

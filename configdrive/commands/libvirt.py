@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 import click
 
-from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE
+from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, open_store
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
     from metadata_content.store import Store
 
 IMAGES_ENV = "CONFIGDRIVE_LIBVIRT_IMAGES_DIR"
-CTX = {"help_option_names": ["-h", "--help"]}
 
 
 def _fail(status: int, message: str) -> NoReturn:
@@ -44,22 +43,10 @@ def _store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return with_store_options(fn)
 
 
-def _open_store(config_file: str | None, data_dir: str | None, store_url: str | None) -> "Store":
-    from metadata_content.server.config import ConfigError, load_config
-    from metadata_content.store import Store
-    try:
-        config = load_config(config_file, data_dir=data_dir, store_url=store_url)
-        return Store(config.store_url, config.data_dir)
-    except ConfigError as err:
-        _fail(EXIT_BAD_INPUT, str(err))
-    except Exception as err:  # noqa: BLE001 - any database driver error, one line
-        _fail(EXIT_FAILURE, f"cannot open the instance store: {err}")
-
-
 def _images_dir(given: Path | None, data_dir: str | None) -> Path:
+    """--images-dir, its env, else <data dir>/images (default_images_dir reads CONFIGDRIVE_DATA)."""
     from hypervisor.attach import default_images_dir, prepare_images_dir
     path = given or (Path(os.environ[IMAGES_ENV]) if os.environ.get(IMAGES_ENV) else None)
-    data_dir = data_dir or os.environ.get("CONFIGDRIVE_DATA")  # as the store options read it
     if path is None:
         path = Path(data_dir) / "images" if data_dir else default_images_dir()
     return prepare_images_dir(path)
@@ -104,7 +91,7 @@ def _run(fn: Callable[[], Any]) -> Any:
         raise
 
 
-@click.command(context_settings=CTX)
+@click.command()
 @click.option("--domain", "-d", required=True, metavar="NAME|UUID", help="The libvirt domain.")
 @click.option("--instance", "-i", "instance_ref", required=True, metavar="SPEC|ID",
               help="Instance spec file, or the ID of an instance registered in the store.")
@@ -128,7 +115,7 @@ def attach(domain: str, instance_ref: str, fmt: str, target: str | None, connect
     from hypervisor import attach as attaching
     from hypervisor.connection import lookup_domain, open_connection
 
-    instance = _resolve_instance(instance_ref, lambda: _open_store(config_file, data_dir, store_url))
+    instance = _resolve_instance(instance_ref, lambda: open_store(config_file, data_dir, store_url))
     conn = _run(lambda: open_connection(connect))
     dom = _run(lambda: lookup_domain(conn, domain))
     folder = _run(lambda: _images_dir(images_dir, data_dir))
@@ -142,7 +129,7 @@ def attach(domain: str, instance_ref: str, fmt: str, target: str | None, connect
     click.echo(outcome.line())
 
 
-@click.command(context_settings=CTX)
+@click.command()
 @click.option("--domain", "-d", required=True, metavar="NAME|UUID", help="The libvirt domain.")
 @_common
 @click.option("--data-dir", type=click.Path(file_okay=False),
@@ -159,7 +146,7 @@ def detach(domain: str, connect: str | None, images_dir: Path | None, data_dir: 
     click.echo(_run(lambda: attaching.detach(dom, folder)).line())
 
 
-@click.command(context_settings=CTX)
+@click.command()
 @click.option("--format", "-f", "fmt", type=click.Choice(["iso9660", "vfat"]),
               default="iso9660", show_default=True,
               help="Format of new drives (existing drives keep theirs).")
@@ -187,7 +174,7 @@ def sync(fmt: str, force: bool | None, dry_run: bool, connect: str | None,
     from hypervisor.sync import sync as run_sync
 
     forced = _run(lambda: policy.force_setting(force, config_file))
-    store = _open_store(config_file, data_dir, store_url)
+    store = open_store(config_file, data_dir, store_url)
     conn = _run(lambda: open_connection(connect))
     folder = _run(lambda: _images_dir(images_dir, data_dir))
     results = _run(lambda: run_sync(conn, store_lookup(store), force=forced, images_dir=folder,

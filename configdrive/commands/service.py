@@ -11,47 +11,23 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE
+from configdrive.commands.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    config_or_exit,
+    store_or_exit,
+)
 from configdrive.lazy_group import LazyGroup
 
 if TYPE_CHECKING:  # pragma: no cover
-    from metadata_content.server.config import ApiConfig
     from metadata_content.store import Store
 
 CONFIG_HELP = "TOML configuration file (see the README); env CONFIGDRIVE_CONFIG."
 
 
-def _config(config_file: str | None, **overrides: Any) -> ApiConfig:
-    from metadata_content.server.config import ConfigError, load_config
-
-    try:
-        return load_config(config_file, **overrides)
-    except ConfigError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-
-
 def _store(ctx: click.Context) -> Store:
-    from metadata_content.store import Store
-
-    config = ctx.obj["config"]
-    try:
-        return Store(config.store_url, config.data_dir)
-    except Exception as err:  # noqa: BLE001 - any driver error becomes one clear line
-        where, reason = config.store_url or config.data_dir or "", str(err)
-        if config.store_url:  # never print a database password, even inside the driver's text
-            from sqlalchemy.engine import make_url
-
-            try:
-                url = make_url(config.store_url)
-            except Exception:  # noqa: BLE001 - an unparsable URL is shown by its scheme only
-                where = config.store_url.split(":", 1)[0] + "://..."
-            else:
-                where = url.render_as_string(hide_password=True)
-                if url.password:
-                    reason = reason.replace(url.password, "***")
-        click.echo(f"error: cannot open the store {where}: {reason}", err=True)
-        sys.exit(EXIT_FAILURE)
+    """The store of the group's configuration (loaded once, when the group runs)."""
+    return store_or_exit(ctx.obj["config"])
 
 
 def _read_specs(paths: tuple[Path, ...]) -> list[tuple[dict[str, Any], Any]]:
@@ -103,7 +79,7 @@ def with_store_options(fn: Any) -> Any:
 def instances(ctx: click.Context, config_file: str | None, data_dir: str | None,
               store_url: str | None) -> None:
     """Register instances with the metadata store (SQLite under the data dir, or PostgreSQL)."""
-    ctx.obj = {"config": _config(config_file, data_dir=data_dir, store_url=store_url)}
+    ctx.obj = {"config": config_or_exit(config_file, data_dir=data_dir, store_url=store_url)}
 
 
 @instances.command("add")
@@ -215,7 +191,7 @@ def serve_api(config_file: str | None, data_dir: str | None, store_url: str | No
 
     if not opts["trusted_proxies"]:
         opts["trusted_proxies"] = None
-    config = _config(config_file, data_dir=data_dir, store_url=store_url, **opts)
+    config = config_or_exit(config_file, data_dir=data_dir, store_url=store_url, **opts)
     try:
         config.check()
     except ConfigError as err:
@@ -262,10 +238,9 @@ def query(config_file: str | None, data_dir: str | None, store_url: str | None, 
     import urllib.request
 
     from metadata_content.server.config import ConfigError, read_secret
-    from metadata_content.server.identity import sign_instance_id
-    from metadata_content.store import Store
+    from metadata_content.server.identity import proxy_headers
 
-    config = _config(config_file, data_dir=data_dir, store_url=store_url, secret_file=secret_file)
+    config = config_or_exit(config_file, data_dir=data_dir, store_url=store_url, secret_file=secret_file)
     if not config.secret_file:
         click.echo("error: give --secret-file (or secret_file in the config)", err=True)
         sys.exit(EXIT_BAD_INPUT)
@@ -274,12 +249,11 @@ def query(config_file: str | None, data_dir: str | None, store_url: str | None, 
     except ConfigError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    rec = Store(config.store_url, config.data_dir).get(instance_id)
+    rec = store_or_exit(config).get(instance_id)
     if rec is None:
         click.echo(f"error: instance {instance_id} is not registered", err=True)
         sys.exit(EXIT_FAILURE)
-    headers = {"X-Instance-ID": instance_id, "X-Tenant-ID": rec.project_id or "",
-               "X-Instance-ID-Signature": sign_instance_id(secret, instance_id)}
+    headers = proxy_headers(secret, instance_id, rec.project_id or "")
     url = api.rstrip("/") + "/" + path.lstrip("/")
     req = urllib.request.Request(url, data=data.encode() if data is not None else None,
                                  method=method.upper(), headers=headers)

@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
-from metadata_content.server.identity import sign_instance_id
+from metadata_content.server.identity import proxy_headers
 from metadata_content.server.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("configdrive.agent")
@@ -180,8 +180,8 @@ class PortIndex:
 
 
 async def identify(network_id: str | None, router_id: str | None, xff: str | None,
-                   ports: PortIndex, rid: str = "-") -> tuple[str, str | None, str]:
-    """(instance uuid, project, guest ip) for a request haproxy passed on, or Refused."""
+                   ports: PortIndex, rid: str = "-") -> tuple[str, str | None]:
+    """(instance uuid, project) for a request haproxy passed on, or Refused."""
     if network_id and router_id:
         raise Refused(400, "Both X-Neutron-Network-ID and X-Neutron-Router-ID were given; "
                            "a metadata proxy sets exactly one.")
@@ -201,7 +201,7 @@ async def identify(network_id: str | None, router_id: str | None, xff: str | Non
             log.error("%s address %s (mac %s) on %s matches %d instances: %s; refusing to choose",
                       rid, ip, mac or "-", where, len(found), ", ".join(u for u, _ in found))
         raise Refused(404, f"Instance was not found on {where} for address {ip}.")
-    return found[0][0], found[0][1], ip
+    return found[0][0], found[0][1]
 
 
 # -- the RSGI application -----------------------------------------------------
@@ -267,7 +267,7 @@ class Agent:
             if request.path == "/healthz" and not (network_id or router_id):
                 status, headers, body = await self.health()
             else:
-                instance, project, _ip = await identify(network_id, router_id, request.xff, self.ports, rid)
+                instance, project = await identify(network_id, router_id, request.xff, self.ports, rid)
                 # the whole body (Neutron read one 4 KiB recv and cut the rest)
                 data = await protocol() if request.has_body else None
                 status, headers, body = await self.forward(request, data, instance, project or "", rid)
@@ -293,12 +293,7 @@ class Agent:
     async def forward(self, request: Request, body: bytes | None, instance: str, project: str,
                       rid: str = "-") -> tuple[int, list[tuple[str, str]], bytes]:
         """Sign and send the request to the API with only the identity headers."""
-        headers = {
-            "X-Forwarded-For": request.xff or "",
-            "X-Instance-ID": instance,
-            "X-Tenant-ID": project,
-            "X-Instance-ID-Signature": sign_instance_id(self.secret, instance),
-        }
+        headers = {"X-Forwarded-For": request.xff or "", **proxy_headers(self.secret, instance, project)}
         for key, name in TOKEN_HEADERS:
             if key in request.headers:
                 headers[name] = request.headers[key]
@@ -337,10 +332,8 @@ class Agent:
         except Exception as exc:  # noqa: BLE001 - reported
             report["store"] = f"error: {exc}"
         probe = "00000000-0000-0000-0000-000000000000"
-        headers = {"X-Instance-ID": probe, "X-Tenant-ID": "doctor",
-                   "X-Instance-ID-Signature": sign_instance_id(self.secret, probe)}
         try:
-            status = await self.upstream.get("/openstack", headers)
+            status = await self.upstream.get("/openstack", proxy_headers(self.secret, probe, "doctor"))
             report["api"] = "ok"
             report["signature"] = {403: "rejected: the shared secrets differ",
                                    400: "incomplete headers"}.get(status, "ok")

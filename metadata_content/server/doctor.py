@@ -17,6 +17,7 @@ from typing import Any
 from metadata_content.server import netns
 
 META_URL = f"http://{netns.METADATA_V4}/openstack/latest/meta_data.json"
+DEFAULT_SOCKET = "/run/configdrive/agent.sock"
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ def _listening(ns: str, port: int) -> bool:
     return bool(out.strip())
 
 
-def walk(ns: str, socket_path: str, data_dir: str | None) -> list[Step]:
-    """Every hop from guest namespace *ns*, up to and including the first failure."""
+def walk(ns: str, socket_path: str, data_dir: str | None, store_url: str | None = None) -> list[Step]:
+    """Every hop from guest namespace *ns*, up to and including the first failure.
+    The store (*store_url*, else *data_dir*) must be the agent's, or the instance hop lies."""
     steps: list[Step] = []
 
     def fail(what: str, detail: str, fix: str) -> list[Step]:
@@ -131,7 +133,7 @@ def walk(ns: str, socket_path: str, data_dir: str | None) -> list[Step]:
     steps.append(Step("signature", True, "accepted by the API"))
     from metadata_content.store import Store
 
-    store = Store(data_dir=data_dir)
+    store = Store(store_url, data_dir)
     try:
         if network_ids is None:
             network_ids = store.router_networks(ident)
@@ -163,14 +165,27 @@ def walk(ns: str, socket_path: str, data_dir: str | None) -> list[Step]:
     return steps
 
 
+def lab_state(lab_dir: Path | None) -> dict[str, Any] | None:
+    """The lab in *lab_dir*, if there is one: its socket and store are the defaults."""
+    from metadata_content.server.lab import LabError, load
+
+    if lab_dir is None:
+        return None
+    try:
+        return load(lab_dir)
+    except LabError:
+        return None
+
+
 def diagnose_netns(ns: str, socket_path: str | None, data_dir: str | None,
-                   lab_dir: Path | None = None) -> tuple[str, list[Step]]:
+                   lab_dir: Path | None = None, store_url: str | None = None) -> tuple[str, list[Step]]:
     """One guest namespace; the socket and store default to the lab's, if there is one."""
-    if (socket_path is None or data_dir is None) and lab_dir is not None and (lab_dir / "lab.json").exists():
-        state = json.loads((lab_dir / "lab.json").read_text())
+    state = lab_state(lab_dir) if socket_path is None or not (data_dir or store_url) else None
+    if state is not None:
         socket_path = socket_path or state["socket"]
-        data_dir = data_dir or state["data_dir"]
-    return ns, walk(ns, socket_path or "/run/configdrive/agent.sock", data_dir)
+        if not (data_dir or store_url):
+            data_dir = state["data_dir"]
+    return ns, walk(ns, socket_path or DEFAULT_SOCKET, data_dir, store_url)
 
 
 def diagnose_lab(lab_dir: Path) -> list[tuple[str, list[Step]]]:

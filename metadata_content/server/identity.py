@@ -42,6 +42,12 @@ def sign_instance_id(secret: bytes | str, instance_id: str) -> str:
     return hmac.new(key, instance_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def proxy_headers(secret: bytes | str, instance_id: str, tenant_id: str) -> dict[str, str]:
+    """The three headers by which the agent vouches for *instance_id* (proxy_claim checks them)."""
+    return {"X-Instance-ID": instance_id, "X-Tenant-ID": tenant_id,
+            "X-Instance-ID-Signature": sign_instance_id(secret, instance_id)}
+
+
 @dataclass(frozen=True)
 class Claim:
     """An identity the proxy vouched for (signature already checked)."""

@@ -24,11 +24,16 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metadata_content.server import haproxy, netns
 from metadata_content.server.processes import stop_pids
+
+if TYPE_CHECKING:  # pragma: no cover
+    from metadata_content.store import Store
 
 LAB_ENV = "CONFIGDRIVE_LAB"
 STATE = "lab.json"
@@ -180,17 +185,25 @@ def _mac(state: dict[str, Any], index: int) -> str:
     return "fa:16:3e:%02x:%02x:%02x" % (lab[0] ^ lab[1], index >> 8 & 0xff, index & 0xff)
 
 
-def _register(state: dict[str, Any], specs: list[dict[str, Any]]) -> None:
-    from metadata_content.spec import instance_from_data
+@contextmanager
+def _lab_store(state: dict[str, Any]) -> Iterator[Store]:
+    """The lab's own store (SQLite in its directory), closed however the block ends."""
     from metadata_content.store import Store
 
     store = Store(data_dir=state["data_dir"])
     try:
+        yield store
+    finally:
+        store.close()
+
+
+def _register(state: dict[str, Any], specs: list[dict[str, Any]]) -> None:
+    from metadata_content.spec import instance_from_data
+
+    with _lab_store(state) as store:
         store.add([(s, instance_from_data(s, f"lab guest {s.get('hostname')}"))
                    for s in specs])
         store.set_router_networks(state["router_id"], [state["network_id"]])
-    finally:
-        store.close()
 
 
 def _load_specs(specs_dir: Path) -> list[dict[str, Any]]:
@@ -295,10 +308,7 @@ def _build(state: dict[str, Any], guests: int, hosts: list[Any], bases: list[dic
     # DHCP namespace: port, metadata address, dnsmasq, haproxy
     if state["mode"] in ("dhcp", "both") or dhcp:
         ns = state["dhcp_ns"]
-        _record(state, "namespaces", ns)
-        netns.ns_add(ns)
-        netns.veth(sw, "dhcp", ns, "tap-dhcp")
-        netns.enslave(sw, "dhcp", "br0")
+        _plug(state, ns, "dhcp", "tap-dhcp")
         netns.add_address(ns, "tap-dhcp", f"{state['dhcp_ip']}/{prefix_len}")
         netns.add_address(ns, "tap-dhcp", f"{netns.METADATA_V4}/32")
         netns.add_address(ns, "tap-dhcp", f"{netns.METADATA_V6}/128")
@@ -311,10 +321,7 @@ def _build(state: dict[str, Any], guests: int, hosts: list[Any], bases: list[dic
         start_proxy(state, "dhcp")
     # router namespace: gateway port, iptables, haproxy
     ns = state["router_ns"]
-    _record(state, "namespaces", ns)
-    netns.ns_add(ns)
-    netns.veth(sw, "rtr", ns, "qr-lab")
-    netns.enslave(sw, "rtr", "br0")
+    _plug(state, ns, "rtr", "qr-lab")
     netns.add_address(ns, "qr-lab", f"{state['gateway']}/{prefix_len}")
     netns.sysctl(ns, "net.ipv4.ip_forward", "1")
     if state["mode"] in ("router", "both"):
@@ -322,10 +329,7 @@ def _build(state: dict[str, Any], guests: int, hosts: list[Any], bases: list[dic
         start_proxy(state, "router")
     # guests
     for i, guest in enumerate(state["guests"]):
-        _record(state, "namespaces", guest["ns"])
-        netns.ns_add(guest["ns"])
-        netns.veth(sw, f"g{i}", guest["ns"], "eth0", mac_b=guest["mac"])
-        netns.enslave(sw, f"g{i}", "br0")
+        _plug(state, guest["ns"], f"g{i}", "eth0", mac=guest["mac"])
     _wait(lambda: _tcp_open(api_port), "the metadata API")
     _wait(lambda: _unix_open(state["socket"]), "the metadata agent")
     if dhcp:
@@ -333,17 +337,22 @@ def _build(state: dict[str, Any], guests: int, hosts: list[Any], bases: list[dic
     _save(state)
 
 
+def _plug(state: dict[str, Any], ns: str, switch_end: str, ns_end: str, mac: str | None = None) -> None:
+    """A new namespace *ns* wired to the lab's bridge; recorded before it exists,
+    so that down() removes it even after a crash half-way."""
+    sw = state["switch_ns"]
+    _record(state, "namespaces", ns)
+    netns.ns_add(ns)
+    netns.veth(sw, switch_end, ns, ns_end, mac_b=mac)
+    netns.enslave(sw, switch_end, "br0")
+
+
 def write_dhcp(state: dict[str, Any]) -> None:
     """dnsmasq's hosts from the store (MAC -> IP), tagged with each guest's metadata path."""
-    from metadata_content.store import Store
-
     paths = {g["mac"]: g["path"] for g in state["guests"]}
-    store = Store(data_dir=state["data_dir"])
-    try:
+    with _lab_store(state) as store:
         ports = store.ports_on(state["network_id"])
         names = {r.uuid: r.name for r in store.list()}
-    finally:
-        store.close()
     hosts = [netns.DhcpHost(mac, ip, _hostname(names.get(uid, "guest")),
                             "router" if paths.get(mac) == "router" else "meta")
              for mac, ip, uid in ports]
@@ -483,17 +492,10 @@ def add_identities(state: dict[str, Any], count: int, ns_name: str | None = None
     for spec in specs:
         spec["hostname"] = spec["name"] = f"mass-{spec['nics'][0]['subnets'][0]['ip'].replace('.', '-')}"
     from metadata_content.spec import instance_from_data
-    from metadata_content.store import Store
 
-    store = Store(data_dir=state["data_dir"])
-    try:
+    with _lab_store(state) as store:
         store.add([(s, instance_from_data(s, "mass boot")) for s in specs])
-    finally:
-        store.close()
-    _record(state, "namespaces", ns)
-    netns.ns_add(ns)
-    netns.veth(state["switch_ns"], "mass", ns, "eth0")
-    netns.enslave(state["switch_ns"], "mass", "br0")
+    _plug(state, ns, "mass", "eth0")
     netns.add_addresses(ns, "eth0", [f"{s['nics'][0]['subnets'][0]['ip']}/{net.prefixlen}" for s in specs])
     via = state["dhcp_ip"] if state["mode"] != "router" else state["gateway"]
     netns.ip("route", "add", f"{netns.METADATA_V4}/32", "via", via, netns=ns)

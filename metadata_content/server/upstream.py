@@ -23,6 +23,11 @@ class UpstreamError(OSError):
     """The API's answer was not HTTP/1.x as expected."""
 
 
+class _Stale(UpstreamError):
+    """The connection closed before the first byte of an answer, so the request
+    may be sent again on a fresh one (only if it was a pooled connection)."""
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int
@@ -75,34 +80,34 @@ class Upstream:
     async def request(self, method: str, target: str, headers: dict[str, str],
                       body: bytes | None) -> Reply:
         """One exchange within the timeout (TimeoutError after it). A pooled connection
-        the API closed meanwhile is retried once on a fresh one: nothing was
-        answered on it, so nothing is repeated."""
+        the API closed meanwhile (reset, or EOF before the first byte of an answer)
+        is retried once on a fresh one. Once any byte of an answer has arrived the
+        request is never sent again: the API may have acted on it (a password POST)."""
         data = self.encode(method, target, headers, body)
         async with asyncio.timeout(self.timeout):
-            conn = self._idle.pop() if self._idle else None
-            reused = conn is not None
-            while True:
-                if conn is None:
-                    reader, writer = await asyncio.open_connection(self.host, self.port, limit=MAX_HEAD)
-                    conn = _Conn(reader, writer)
+            if self._idle:
+                conn = self._idle.pop()
                 try:
-                    conn.writer.write(data)
-                    await conn.writer.drain()
-                    reply, keep = await _read_response(conn.reader, method)
-                except (ConnectionError, UpstreamError, asyncio.IncompleteReadError) as exc:
-                    conn.close()
-                    conn = None
-                    if reused and not isinstance(exc, ConnectionRefusedError):
-                        reused = False
-                        continue
-                    if isinstance(exc, asyncio.IncompleteReadError):
-                        raise UpstreamError("the API closed the connection in the middle of an answer") \
-                            from None
-                    raise
-                except BaseException:
-                    conn.close()
-                    raise
-                break
+                    head = await _send(conn, data)
+                except (_Stale, ConnectionError):
+                    pass  # the API closed the idle connection before answering: nothing happened
+                else:
+                    return await self._finish(conn, head, method)
+            reader, writer = await asyncio.open_connection(self.host, self.port, limit=MAX_HEAD)
+            conn = _Conn(reader, writer)
+            return await self._finish(conn, await _send(conn, data), method)
+
+    async def _finish(self, conn: _Conn, head: bytes, method: str) -> Reply:
+        """The rest of the answer *head* begins; *conn* is pooled after a keep-alive
+        answer and closed otherwise (a failure here is never retried)."""
+        try:
+            reply, keep = await _read_rest(conn.reader, head, method)
+        except asyncio.IncompleteReadError:
+            conn.close()
+            raise UpstreamError("the API closed the connection in the middle of an answer") from None
+        except BaseException:
+            conn.close()
+            raise
         if keep and len(self._idle) < self.size:
             self._idle.append(conn)
         else:
@@ -113,16 +118,33 @@ class Upstream:
         return (await self.request("GET", target, headers, None)).status
 
 
-async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[Reply, bool]:
-    """One HTTP/1.x response and whether the connection stays open."""
+async def _send(conn: _Conn, data: bytes) -> bytes:
+    """Write the request and read the answer's head; *conn* is closed on any failure.
+    _Stale or a ConnectionError here means no byte of an answer was read (asyncio
+    drops head bytes buffered before a reset; an API that resets mid-head is not one we have)."""
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        conn.writer.write(data)
+        await conn.writer.drain()
+        return await _read_head(conn.reader)
+    except BaseException:
+        conn.close()
+        raise
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    """The status line and headers; _Stale if the connection ended before any of it."""
+    try:
+        return await reader.readuntil(b"\r\n\r\n")
     except asyncio.LimitOverrunError:
         raise UpstreamError("response headers too large") from None
     except asyncio.IncompleteReadError as exc:
         if not exc.partial:
-            raise UpstreamError("the API closed the connection without answering") from None
-        raise
+            raise _Stale("the API closed the connection without answering") from None
+        raise UpstreamError("the API closed the connection in the middle of an answer") from None
+
+
+async def _read_rest(reader: asyncio.StreamReader, head: bytes, method: str) -> tuple[Reply, bool]:
+    """The response that *head* begins, and whether the connection stays open."""
     lines = head[:-4].split(b"\r\n")
     parts = lines[0].split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
