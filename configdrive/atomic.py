@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import signal
 import threading
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 TEMP_SUFFIX = ".cfgdrv-tmp"
 
@@ -49,14 +50,25 @@ def terminate_as_exception() -> Iterator[None]:
 
 
 def _link_via_proc(fd: int, target: Path) -> None:
-    os.link(f"/proc/self/fd/{fd}", target, follow_symlinks=True)
+    """linkat(AT_FDCWD, "/proc/self/fd/N", AT_FDCWD, target, AT_SYMLINK_FOLLOW).
+
+    ``src_dir_fd`` (ignored for an absolute path) makes CPython 3.11 call
+    linkat with AT_SYMLINK_FOLLOW; without it, it calls link(), which links
+    the /proc symlink itself and fails with EXDEV.
+    """
+    os.link(f"/proc/self/fd/{fd}", target, src_dir_fd=fd, follow_symlinks=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _libc() -> Any:
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _link_via_empty_path(fd: int, target: Path) -> None:
     """linkat(fd, "", AT_FDCWD, target, AT_EMPTY_PATH): works where /proc is odd."""
     import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.linkat(fd, b"", -100, os.fsencode(target), 0x1000) != 0:  # AT_FDCWD, AT_EMPTY_PATH
+    if _libc().linkat(fd, b"", -100, os.fsencode(target), 0x1000) != 0:  # AT_FDCWD, AT_EMPTY_PATH
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), str(target))
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import errno
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Mapping
+from typing import TYPE_CHECKING, BinaryIO, Mapping, NamedTuple
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
@@ -110,8 +109,9 @@ def expand_specs(paths: list[Path]) -> list[Path]:
     return found
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(NamedTuple):
+    """One image to build: which spec, and where the image goes."""
+
     spec: Path
     output: Path
 

@@ -1,11 +1,10 @@
 """Errors a user can cause, with the file and JSON path that caused them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One thing wrong with a spec: where (JSON path) and why."""
 
     path: str

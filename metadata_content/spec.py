@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,13 +127,11 @@ def _yaml_reason(exc: Exception) -> str:
 def load_schema(name: str) -> dict[str, Any]:
     """A packaged ``schemas/<name>``, read once; callers must not change it.
 
-    pkgutil reads through the package's loader (works from a wheel or a zip)
-    without importlib.resources, whose import costs more than the read.
+    Read through the package's loader (works from a wheel or a zip), as
+    pkgutil.get_data does, without importing pkgutil or importlib.resources.
     """
-    import pkgutil
-
-    data = pkgutil.get_data("metadata_content", f"schemas/{name}")
-    assert data is not None, "metadata_content has no loader"
+    assert __spec__ is not None and __spec__.loader is not None, "metadata_content has no loader"
+    data = __spec__.loader.get_data(os.path.join(os.path.dirname(__file__), "schemas", name))  # type: ignore[attr-defined]
     schema: dict[str, Any] = json.loads(data)
     return schema
 

@@ -19,10 +19,9 @@ import json
 import os
 import posixpath
 import re
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import cached_property
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, NamedTuple
 
 from metadata_content import ec2, openstack
 from metadata_content import versions as v
@@ -35,10 +34,13 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 Delivery = Literal["http", "drive"]
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """What a path resolves to. ``password`` marks ``openstack/<v>/password``:
-    the service owns that state (GET gives the stored value, POST sets it)."""
+    the service owns that state (GET gives the stored value, POST sets it).
+
+    A named tuple, not a dataclass: one is made per request, and importing
+    dataclasses costs about as much as rendering a whole drive.
+    """
 
     status: int
     body: bytes = b""

@@ -265,7 +265,9 @@ def test_help_everywhere() -> None:
 @pytest.mark.parametrize("args,needed,forbidden", [
     # a valid spec never needs jsonschema (metadata_content/schema_quick.py)
     # ... nor pycdlib for a plain tree (configdrive/iso9660.py writes it)
-    (["build", "-f", "iso9660"], "configdrive.iso9660", ("pyfatfs", "jsonschema", "pycdlib")),
+    # ... nor modules only a slower way needs (dataclasses, ctypes for linking, pkgutil)
+    (["build", "-f", "iso9660"], "configdrive.iso9660",
+     ("pyfatfs", "jsonschema", "pycdlib", "dataclasses", "ctypes", "pkgutil")),
     (["build", "-f", "vfat"], "pyfatfs", ("pycdlib", "jsonschema")),
     (["inspect"], "pyfatfs", ()),
 ])
@@ -320,3 +322,22 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.parametrize("linker", ["_link_via_proc", "_link_via_empty_path"])
+def test_each_linker_gives_an_unnamed_file_its_name(tmp_path: Path, linker: str) -> None:
+    """Both ways of naming an O_TMPFILE work here, and the probe picks the /proc one.
+
+    The /proc link needs no ctypes; it failed with EXDEV (and the probe fell back
+    silently) while os.link called link() instead of linkat(AT_SYMLINK_FOLLOW).
+    """
+    from configdrive import atomic
+    fd = os.open(tmp_path, os.O_TMPFILE | os.O_RDWR, 0o644)
+    try:
+        os.write(fd, b"image")
+        getattr(atomic, linker)(fd, tmp_path / "named")
+    finally:
+        os.close(fd)
+    assert (tmp_path / "named").read_bytes() == b"image"
+    assert atomic._probe(tmp_path) is atomic._link_via_proc
+    assert [p.name for p in tmp_path.iterdir()] == ["named"]
