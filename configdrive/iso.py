@@ -28,16 +28,25 @@ class IsoError(ValueError):
     """The drive files cannot be laid out as an ISO 9660 image."""
 
 
-def _mangle(name: str, is_dir: bool, taken: set[str]) -> str:
-    """A unique ISO 9660 level-3 identifier for ``name`` (without ``;1``)."""
-    upper = name.upper()
-    if is_dir:
-        stem, ext, limit = _D1.sub("_", upper) or "_", None, 31
-    else:
-        base, dot, suffix = upper.rpartition(".")
-        stem, ext = (base, suffix) if dot and base else (upper, "")
-        stem, ext = _D1.sub("_", stem) or "_", _D1.sub("_", ext)[:8]
-        limit = 30 - len(ext)
+def _mangle(name: str, is_dir: bool, taken: set[str],
+            bases: dict[tuple[str, bool], tuple[str, str | None, int]]) -> str:
+    """A unique ISO 9660 level-3 identifier for ``name`` (without ``;1``).
+
+    ``bases`` remembers each name's mangled stem for one layout: a drive
+    repeats the same few names (``meta_data.json``...) in every version.
+    """
+    base = bases.get((name, is_dir))
+    if base is None:
+        upper = name.upper()
+        if is_dir:
+            base = (_D1.sub("_", upper) or "_", None, 31)
+        else:
+            stem, dot, suffix = upper.rpartition(".")
+            stem, suffix = (stem, suffix) if dot and stem else (upper, "")
+            suffix = _D1.sub("_", suffix)[:8]
+            base = (_D1.sub("_", stem) or "_", suffix, 30 - len(suffix))
+        bases[(name, is_dir)] = base
+    stem, ext, limit = base
     for n in range(0, 100000):
         tail = f"_{n}" if n else ""
         candidate = stem[:limit - len(tail)] + tail
@@ -59,6 +68,7 @@ def _layout(files: Mapping[str, bytes]) -> tuple[list[tuple[str, str, str]], lis
     """Directories (iso, rr, joliet) parents-first, and files (iso, rr, joliet, key)."""
     dirs: dict[str, tuple[str, str]] = {"": ("", "")}  # rel -> (iso path, joliet path)
     taken: dict[str, set[str]] = {"": set()}
+    bases: dict[tuple[str, bool], tuple[str, str | None, int]] = {}
     out_dirs: list[tuple[str, str, str]] = []
     out_files: list[tuple[str, str, str, str]] = []
     for key in sorted(files):
@@ -70,14 +80,14 @@ def _layout(files: Mapping[str, bytes]) -> tuple[list[tuple[str, str, str]], lis
                 if child in files:
                     raise IsoError(f"{child!r} is both a file and a directory")
                 iso_parent, joliet_parent = dirs[rel]
-                iso = f"{iso_parent}/{_mangle(part, True, taken[rel])}"
+                iso = f"{iso_parent}/{_mangle(part, True, taken[rel], bases)}"
                 dirs[child] = (iso, f"{joliet_parent}/{part}")
                 taken[child] = set()
                 out_dirs.append((iso, part, dirs[child][1]))
             rel = child
         iso_parent, joliet_parent = dirs[rel]
         name = parts[-1]
-        iso = f"{iso_parent}/{_mangle(name, False, taken[rel])};1"
+        iso = f"{iso_parent}/{_mangle(name, False, taken[rel], bases)};1"
         out_files.append((iso, name, f"{joliet_parent}/{name}", key))
     return out_dirs, out_files
 

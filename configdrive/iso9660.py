@@ -147,12 +147,15 @@ _SEQ_1 = b"\x01\x00\x00\x01"
 
 
 def _record(name: bytes, extent: int, size: int, is_dir: bool, date: bytes, su: bytes = b"") -> bytes:
-    pad = b"" if len(name) & 1 else b"\x00"
-    length = 33 + len(name) + len(pad) + len(su)
-    tail = b"\x00" if length & 1 else b""
-    return _DR.pack(length + len(tail), 0, extent, extent.to_bytes(4, "big"), size,
-                    size.to_bytes(4, "big"), date, 2 if is_dir else 0, 0, 0, _SEQ_1,
-                    len(name)) + name + pad + su + tail
+    """One directory record: fixed part, name, pad to even, System Use area, pad to even."""
+    n = len(name)
+    body = name + b"\x00" + su if n % 2 == 0 else name + su
+    length = 33 + len(body)
+    if length % 2:
+        body += b"\x00"
+        length += 1
+    return _DR.pack(length, 0, extent, extent.to_bytes(4, "big"), size, size.to_bytes(4, "big"),
+                    date, 2 if is_dir else 0, 0, 0, _SEQ_1, n) + body
 
 
 @lru_cache(maxsize=64)
@@ -160,16 +163,26 @@ def _px(mode: int, links: int) -> bytes:
     return b"PX\x24\x01" + _both32(mode) + _both32(links) + _both32(0) + _both32(0)
 
 
-def _rock_ridge(mode: int, links: int, tf_date: bytes, *, name: bytes | None,
+def _tf(date: bytes) -> bytes:
+    """The TF entry every record carries: creation, modification and access at ``date``."""
+    return b"TF\x1a\x01\x0e" + date * 3
+
+
+def _rock_ridge(mode: int, links: int, tf: bytes, *, name: bytes | None,
                 root_dot_ce: int | None = None) -> bytes:
     """SUSP entries of one record: [SP] RR [NM] PX TF [CE -> the ER block]."""
-    tf = b"TF\x1a\x01\x0e" + tf_date * 3
     if name is not None:
         return b"RR\x05\x01\x89NM" + bytes((5 + len(name), 1, 0)) + name + _px(mode, links) + tf
     if root_dot_ce is None:
         return b"RR\x05\x01\x81" + _px(mode, links) + tf
     return (b"SP\x07\x01\xbe\xef\x00RR\x05\x01\x81" + _px(mode, links) + tf
             + b"CE\x1c\x01" + _both32(root_dot_ce) + _both32(0) + _both32(len(_ER)))
+
+
+def _path_table_size(dirs: list[_Node], joliet: bool) -> int:
+    """Bytes of a path table: 8 per directory plus its even-padded name (root: 1 byte)."""
+    return sum(8 + _pad(len(d.joliet if joliet else d.iso) if d.parent is not None else 1)
+               for d in dirs)
 
 
 def _path_table(dirs: list[_Node], joliet: bool, big_endian: bool) -> bytes:
@@ -214,8 +227,9 @@ def write(dirs: list[tuple[str, str, str]], files: list[tuple[str, str, str, str
     out[18 * BLOCK:18 * BLOCK + 7] = b"\xffCD001\x01"  # set terminator
     for table, at in zip(pts, pt_at):
         out[at * BLOCK:at * BLOCK + len(table)] = table
+    tf = _tf(date)
     for d in iso_dirs:
-        _put(out, d.extent, _iso_dir_records(d, date, layout.er_at))
+        _put(out, d.extent, _iso_dir_records(d, date, tf, layout.er_at))
     for d in joliet_dirs:
         _put(out, d.joliet_extent, _joliet_dir_records(d, date))
     out[layout.er_at * BLOCK:layout.er_at * BLOCK + len(_ER)] = _ER
@@ -232,8 +246,8 @@ class _Layout:
 
     def __init__(self, iso_dirs: list[_Node], joliet_dirs: list[_Node], align: int):
         self.iso_dirs, self.joliet_dirs = iso_dirs, joliet_dirs
-        sizes = [_pt_blocks(len(_path_table(iso_dirs, False, False))),
-                 _pt_blocks(len(_path_table(joliet_dirs, True, False)))]
+        sizes = [_pt_blocks(_path_table_size(iso_dirs, False)),
+                 _pt_blocks(_path_table_size(joliet_dirs, True))]
         current = 20  # 16 PVD, 17 Joliet SVD, 18 terminator, 19 version descriptor (empty)
         self.pt_at = [current, current + sizes[0], current + 2 * sizes[0],
                       current + 2 * sizes[0] + sizes[1]]
@@ -299,23 +313,23 @@ def _put(out: bytearray, extent: int, records: list[bytes]) -> None:
         offset += len(record)
 
 
-def _iso_dir_records(d: _Node, date: bytes, er_at: int) -> list[bytes]:
+def _iso_dir_records(d: _Node, date: bytes, tf: bytes, er_at: int) -> list[bytes]:
     parent = d.parent or d
     size, parent_size = d.blocks * BLOCK, d.dotdot * BLOCK
     records = [
         _record(b"\x00", d.extent, size, True, date,
-                _rock_ridge(DIR_MODE, d.links, date, name=None,
+                _rock_ridge(DIR_MODE, d.links, tf, name=None,
                             root_dot_ce=er_at if d.parent is None else None)),
         _record(b"\x01", parent.extent, parent_size, True, date,
-                _rock_ridge(DIR_MODE, parent.links, date, name=None)),
+                _rock_ridge(DIR_MODE, parent.links, tf, name=None)),
     ]
     for c in d.iso_children:
-        is_dir = c.data is None
-        extent = c.extent if (is_dir or c.data) else 0
-        size = c.blocks * BLOCK if is_dir else len(c.data)
-        records.append(_record(c.iso, extent, size, is_dir, date,
-                               _rock_ridge(DIR_MODE if is_dir else FILE_MODE, c.links, date,
-                                           name=c.rr)))
+        if c.data is None:
+            records.append(_record(c.iso, c.extent, c.blocks * BLOCK, True, date,
+                                   _rock_ridge(DIR_MODE, c.links, tf, name=c.rr)))
+        else:
+            records.append(_record(c.iso, c.extent if c.data else 0, len(c.data), False, date,
+                                   _rock_ridge(FILE_MODE, c.links, tf, name=c.rr)))
     return records
 
 

@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import base64
 import copy
-import ipaddress
 from typing import Any
 
+from metadata_content.addresses import Addresses
 from metadata_content.model import (
     Bond, BlockDevices, Device, Ec2Ids, InjectedFile, Instance, Keypair, Nic, Route, Subnet, Vlan,
 )
 
 
-def build(data: dict[str, Any]) -> Instance:
-    """Build the model; *data* has passed the schema and the semantic checks."""
+def build(data: dict[str, Any], addresses: Addresses | None = None) -> Instance:
+    """Build the model; *data* has passed the schema and the semantic checks.
+
+    *addresses* holds what the checks parsed, so no address is parsed twice.
+    """
     uuid = data["uuid"].lower()
+    parsed = addresses or Addresses()
     return Instance(
         uuid=uuid,
         hostname=data["hostname"],
@@ -39,9 +43,9 @@ def build(data: dict[str, Any]) -> Instance:
         vendor_data=copy.deepcopy(data.get("vendor_data", {})),  # never shared with the caller's dict
         config_drive=data.get("config_drive", False),
         random_seed=_b64(data["random_seed"]) if "random_seed" in data else None,
-        nics=tuple(_nic(n) for n in data.get("nics", [])),
-        bonds=tuple(_bond(b) for b in data.get("bonds", [])),
-        vlans=tuple(_vlan(v) for v in data.get("vlans", [])),
+        nics=tuple(_nic(n, parsed) for n in data.get("nics", [])),
+        bonds=tuple(_bond(b, parsed) for b in data.get("bonds", [])),
+        vlans=tuple(_vlan(v, parsed) for v in data.get("vlans", [])),
         network_data=copy.deepcopy(data.get("network_data")),
     )
 
@@ -94,12 +98,12 @@ def _device(d: dict[str, Any]) -> Device:
         path=d.get("path"), share_id=d.get("share_id"), tag=d.get("tag"))
 
 
-def _subnets(items: list[dict[str, Any]]) -> tuple[Subnet, ...]:
-    ip = lambda v: ipaddress.ip_address(v) if v is not None else None  # noqa: E731
+def _subnets(items: list[dict[str, Any]], parsed: Addresses) -> tuple[Subnet, ...]:
+    ip = lambda v: parsed.ip(v) if v is not None else None  # noqa: E731
     return tuple(Subnet(
-        cidr=ipaddress.ip_network(s["cidr"]), ip=ip(s.get("ip")), gateway=ip(s.get("gateway")),
-        dns=tuple(str(ipaddress.ip_address(d)) for d in s.get("dns", [])),
-        routes=tuple(Route(ipaddress.ip_network(r["cidr"]), ipaddress.ip_address(r["gateway"]))
+        cidr=parsed.network(s["cidr"]), ip=ip(s.get("ip")), gateway=ip(s.get("gateway")),
+        dns=tuple(str(parsed.ip(d)) for d in s.get("dns", [])),
+        routes=tuple(Route(parsed.network(r["cidr"]), parsed.ip(r["gateway"]))
                      for r in s.get("routes", [])),
         dhcp=s.get("dhcp", False), ipv6_address_mode=s.get("ipv6_address_mode"),
         floating_ip=ip(s.get("floating_ip"))) for s in items)
@@ -109,18 +113,18 @@ def _mac(value: str | None) -> str | None:
     return value.lower() if value else None
 
 
-def _nic(n: dict[str, Any]) -> Nic:
+def _nic(n: dict[str, Any], parsed: Addresses) -> Nic:
     return Nic(mac=_mac(n["mac"]), name=n.get("name"), mtu=n.get("mtu"), vif_type=n.get("vif_type", "ovs"),
-               port_id=n.get("port_id"), network_id=n.get("network_id"), subnets=_subnets(n.get("subnets", [])))
+               port_id=n.get("port_id"), network_id=n.get("network_id"), subnets=_subnets(n.get("subnets", []), parsed))
 
 
-def _bond(b: dict[str, Any]) -> Bond:
+def _bond(b: dict[str, Any], parsed: Addresses) -> Bond:
     return Bond(name=b["name"], links=tuple(b["links"]), mode=b.get("mode", "active-backup"),
                 mac=_mac(b.get("mac")), mtu=b.get("mtu"), miimon=b.get("miimon"),
                 hash_policy=b.get("hash_policy"), network_id=b.get("network_id"),
-                subnets=_subnets(b.get("subnets", [])))
+                subnets=_subnets(b.get("subnets", []), parsed))
 
 
-def _vlan(v: dict[str, Any]) -> Vlan:
+def _vlan(v: dict[str, Any], parsed: Addresses) -> Vlan:
     return Vlan(name=v["name"], link=v["link"], vlan_id=v["vlan_id"], mac=_mac(v.get("mac")), mtu=v.get("mtu"),
-                network_id=v.get("network_id"), subnets=_subnets(v.get("subnets", [])))
+                network_id=v.get("network_id"), subnets=_subnets(v.get("subnets", []), parsed))

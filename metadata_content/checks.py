@@ -10,6 +10,7 @@ import re
 import uuid as uuidlib
 from typing import Any, Callable
 
+from metadata_content.addresses import Addresses
 from metadata_content.errors import Problem
 
 USER_DATA_LIMIT = 65535  # Nova's limit, counted on the base64 encoding
@@ -23,8 +24,9 @@ _EC2 = {"ec2_instance_id": "i", "image": "ami", "kernel": "aki", "ramdisk": "ari
 class Checker:
     """Collects problems while walking one spec."""
 
-    def __init__(self, data: dict[str, Any]):
+    def __init__(self, data: dict[str, Any], addresses: Addresses | None = None):
         self.data = data
+        self.addresses = addresses or Addresses()
         self.problems: list[Problem] = []
 
     def add(self, path: str, message: str) -> None:
@@ -38,8 +40,9 @@ class Checker:
                 self.add(path, message)
 
 
-def semantic_problems(data: dict[str, Any]) -> list[Problem]:
-    c = Checker(data)
+def semantic_problems(data: dict[str, Any], addresses: Addresses | None = None) -> list[Problem]:
+    """Every problem of a schema-valid spec; *addresses* keeps what was parsed for the build."""
+    c = Checker(data, addresses)
     c.check("uuid", data["uuid"], uuid_error)
     c.check("hostname", data["hostname"], hostname_error)
     c.check("dhcp_domain", data.get("dhcp_domain") or None, hostname_error)
@@ -101,9 +104,9 @@ def mac_error(value: str) -> str | None:
     return None
 
 
-def ip_error(value: str, version: int | None = None) -> str | None:
+def ip_error(value: str, version: int | None = None, addresses: Addresses | None = None) -> str | None:
     try:
-        address = ipaddress.ip_address(value)
+        address = (addresses or Addresses()).ip(value)
     except ValueError:
         return f"{value!r} is not an IP address"
     if version and address.version != version:
@@ -111,9 +114,9 @@ def ip_error(value: str, version: int | None = None) -> str | None:
     return None
 
 
-def cidr_error(value: str) -> str | None:
+def cidr_error(value: str, addresses: Addresses | None = None) -> str | None:
     try:
-        ipaddress.ip_network(value, strict=True)
+        (addresses or Addresses()).network(value)
     except ValueError as exc:
         if "host bits set" in str(exc):
             fixed = ipaddress.ip_network(value, strict=False)

@@ -1,7 +1,6 @@
 """Semantic checks on the friendly network form: NICs, bonds, VLANs, subnets."""
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from metadata_content.checks import Checker, _IFNAME, cidr_error, ip_error, mac_error, uuid_error
@@ -50,20 +49,21 @@ def check_friendly_network(c: Checker) -> None:
 
 def _check_subnet(c: Checker, where: str, subnet: dict[str, Any], network_id: str | None,
                   fixed: dict[tuple[str | None, str], str]) -> None:
-    error = cidr_error(subnet["cidr"])
+    parsed = c.addresses
+    error = cidr_error(subnet["cidr"], parsed)
     if error:
         c.add(f"{where}.cidr", error)
         return
-    net = ipaddress.ip_network(subnet["cidr"])
+    net = parsed.network(subnet["cidr"])
     for field in ("ip", "gateway"):
         value = subnet.get(field)
         if value is None:
             continue
-        error = ip_error(value, net.version)
+        error = ip_error(value, net.version, parsed)
         if error:
             c.add(f"{where}.{field}", error)
             continue
-        address = ipaddress.ip_address(value)
+        address = parsed.ip(value)
         if address not in net:
             c.add(f"{where}.{field}", f"{value} is outside the subnet {net}")
         elif net.version == 4 and net.prefixlen < 31 and address in (net.network_address, net.broadcast_address):
@@ -75,20 +75,20 @@ def _check_subnet(c: Checker, where: str, subnet: dict[str, Any], network_id: st
     if subnet.get("ipv6_address_mode") and net.version != 6:
         c.add(f"{where}.ipv6_address_mode", "applies to IPv6 subnets only")
     if subnet.get("ip"):
-        key = (network_id, str(ipaddress.ip_address(subnet["ip"])) if not ip_error(subnet["ip"]) else subnet["ip"])
+        key = (network_id, str(parsed.ip(subnet["ip"])) if not ip_error(subnet["ip"], None, parsed) else subnet["ip"])
         if key in fixed:
             c.add(f"{where}.ip", f"{subnet['ip']} is already used by {fixed[key]}")
         fixed.setdefault(key, where)
     for k, server in enumerate(subnet.get("dns", [])):
-        c.check(f"{where}.dns[{k}]", server, ip_error)
+        c.check(f"{where}.dns[{k}]", server, lambda v: ip_error(v, None, parsed))
     for k, route in enumerate(subnet.get("routes", [])):
-        error = cidr_error(route["cidr"])
+        error = cidr_error(route["cidr"], parsed)
         if error:
             c.add(f"{where}.routes[{k}].cidr", error)
             continue
-        version = ipaddress.ip_network(route["cidr"]).version
+        version = parsed.network(route["cidr"]).version
         if version != net.version:
             c.add(f"{where}.routes[{k}].cidr", f"is IPv{version} on an IPv{net.version} subnet")
             continue
-        c.check(f"{where}.routes[{k}].gateway", route["gateway"], lambda v: ip_error(v, version))
-    c.check(f"{where}.floating_ip", subnet.get("floating_ip"), lambda v: ip_error(v, 4))
+        c.check(f"{where}.routes[{k}].gateway", route["gateway"], lambda v: ip_error(v, version, parsed))
+    c.check(f"{where}.floating_ip", subnet.get("floating_ip"), lambda v: ip_error(v, 4, parsed))

@@ -7,7 +7,6 @@ the drive's meta-data.json).
 """
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, Union
 
 from metadata_content import versions as v
@@ -78,8 +77,7 @@ def _put(md: Directory, key: str, value: str | None) -> None:
 
 def _addresses(instance: Instance) -> tuple[str | None, str | None]:
     """First fixed IPv4 and first floating IPv4, as Nova's get_ec2_ip_info picks them."""
-    fixed = next((p.ip for p in instance.ports()
-                  if ipaddress.ip_address(p.ip).version == 4), None)
+    fixed = next((p.ip for p in instance.ports() if ":" not in p.ip), None)  # IPv6 text always has ":"
     floating = next((str(s.floating_ip) for holder in (*instance.nics, *instance.bonds, *instance.vlans)
                      for s in holder.subnets if s.floating_ip is not None), None)
     return fixed, floating

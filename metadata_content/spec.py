@@ -69,13 +69,15 @@ def instance_from_data(data: Any, source: str, *, validated: bool = False) -> In
 
 def _checked_build(data: dict[str, Any], source: str) -> Instance:
     """Semantic checks and build, for a dict that already passed the schema."""
+    from metadata_content.addresses import Addresses
     from metadata_content.build_instance import build
     from metadata_content.checks import semantic_problems
 
-    problems = semantic_problems(data)
+    addresses = Addresses()
+    problems = semantic_problems(data, addresses)
     if problems:
         raise SpecError(source, problems)
-    return build(data)
+    return build(data, addresses)
 
 
 # -- parsing ------------------------------------------------------------------

@@ -202,13 +202,17 @@ class MetadataTree:
         if self.delivery != "drive":
             raise ValueError("drive_files() needs a tree built with delivery='drive'")
         files: dict[str, bytes] = {}
+        ec2_files: dict[str, dict[str, bytes]] = {}  # dated version -> its files ("latest" is one)
         for version in v.EC2_DRIVE_VERSIONS:
             dated = v.resolve(version, v.EC2_VERSIONS)
             assert dated is not None
-            root = ec2.version_root(self.instance, dated)
-            files[f"ec2/{version}/meta-data.json"] = dumps(ec2.as_json_dict(root["meta-data"]))
-            if "user-data" in root:
-                files[f"ec2/{version}/user-data"] = root["user-data"]
+            if dated not in ec2_files:
+                root = ec2.version_root(self.instance, dated)
+                ec2_files[dated] = {"meta-data.json": dumps(ec2.as_json_dict(root["meta-data"]))}
+                if "user-data" in root:
+                    ec2_files[dated]["user-data"] = root["user-data"]
+            for name, body in ec2_files[dated].items():
+                files[f"ec2/{version}/{name}"] = body
         for version in (*v.OPENSTACK_VERSIONS, v.LATEST):
             dated = v.resolve(version, v.OPENSTACK_VERSIONS)
             assert dated is not None

@@ -22,10 +22,25 @@ import yaml
 # same; parsing is not quite: libyaml accepts some documents the pure-Python
 # scanner refuses (a tab after "a:") and words its errors differently.
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
 class SpecLoader(_Base):  # type: ignore[misc,valid-type]
     """SafeLoader with YAML 1.2 core-schema scalars and duplicate-key errors."""
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        """PyYAML's ``BaseResolver.resolve`` for a loader without path resolvers.
+
+        libyaml's composer calls it for every node; the generic version pays
+        for features no spec uses (path and wildcard resolvers).
+        """
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):
+                    if regexp.match(value):
+                        return tag
+            return _STR
+        return _SEQ if kind is yaml.SequenceNode else _MAP
 
 
 # Start from no implicit resolvers, then add the YAML 1.2 core ones we want.
@@ -117,7 +132,6 @@ class _Unsupported(Exception):
     """A node the direct builder leaves to PyYAML's constructor."""
 
 
-_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
 _SCALARS = {tag: SpecLoader.yaml_constructors[tag] for tag in (
     "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
@@ -185,7 +199,11 @@ def _build_list(loader: SpecLoader, node: yaml.SequenceNode, memo: dict[int, Any
     """Items in order; a nested alias cycle reaches the sentinel in :func:`_build`."""
     items: list[Any] = []
     for child in node.value:
-        items.append(_build(loader, child, memo))
+        # plain strings inline: most nodes are, and a call per node is most of the cost
+        if type(child) is yaml.ScalarNode and child.tag == _STR:
+            items.append(child.value)
+        else:
+            items.append(_build(loader, child, memo))
     return items
 
 
@@ -195,8 +213,12 @@ def _build_mapping(loader: SpecLoader, node: yaml.MappingNode, memo: dict[int, A
     for key_node, value_node in node.value:
         if key_node.tag == _MERGE:
             raise _Unsupported(_MERGE)
-        key = _build(loader, key_node, memo)
+        key = key_node.value if key_node.tag == _STR and type(key_node) is yaml.ScalarNode \
+            else _build(loader, key_node, memo)
         if key in mapping:
             raise _Unsupported("duplicate key")  # PyYAML's constructor words the error
-        mapping[key] = _build(loader, value_node, memo)
+        if type(value_node) is yaml.ScalarNode and value_node.tag == _STR:
+            mapping[key] = value_node.value
+        else:
+            mapping[key] = _build(loader, value_node, memo)
     return mapping
