@@ -185,16 +185,19 @@ def _path_table_size(dirs: list[_Node], joliet: bool) -> int:
                for d in dirs)
 
 
+_PT_LE, _PT_BE = struct.Struct("<BBLH"), struct.Struct(">BBLH")
+
+
 def _path_table(dirs: list[_Node], joliet: bool, big_endian: bool) -> bytes:
     number = {id(d): i + 1 for i, d in enumerate(dirs)}
-    out = bytearray()
-    fmt = ">BBLH" if big_endian else "<BBLH"
+    entry = _PT_BE.pack if big_endian else _PT_LE.pack
+    parts = []
     for d in dirs:
         name = (d.joliet if joliet else d.iso) if d.parent is not None else b"\x00"
         extent = d.joliet_extent if joliet else d.extent
         parent = number[id(d.parent)] if d.parent is not None else 1
-        out += struct.pack(fmt, len(name), 0, extent, parent) + name + b"\x00" * (len(name) & 1)
-    return bytes(out)
+        parts.append(entry(len(name), 0, extent, parent) + (name + b"\x00" if len(name) & 1 else name))
+    return b"".join(parts)
 
 
 def _pt_blocks(size: int) -> int:
@@ -305,12 +308,14 @@ def _dotdot_sizes(iso_dirs: list[_Node], joliet_dirs: list[_Node]) -> None:
 def _put(out: bytearray, extent: int, records: list[bytes]) -> None:
     """Records in order from ``extent``, moving to the next block rather than crossing one."""
     position = extent * BLOCK
-    offset = 0
+    block_end = position + BLOCK
     for record in records:
-        if offset + len(record) > BLOCK:
-            position, offset = position + BLOCK, 0
-        out[position + offset:position + offset + len(record)] = record
-        offset += len(record)
+        end = position + len(record)
+        if end > block_end:
+            position, block_end = block_end, block_end + BLOCK
+            end = position + len(record)
+        out[position:end] = record
+        position = end
 
 
 def _iso_dir_records(d: _Node, date: bytes, tf: bytes, er_at: int) -> list[bytes]:

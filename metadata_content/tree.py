@@ -105,14 +105,29 @@ class MetadataTree:
         self.random_seed = random_seed or instance.random_seed or os.urandom(512)
         self.today = today or datetime.now(timezone.utc).date()
         self._meta_data: dict[str, bytes] = {}
+        self._members: dict[str, tuple[Any, bytes]] = {}  # meta_data key -> (value, its JSON member)
 
     # -- documents -----------------------------------------------------------
 
     def meta_data_json(self, version: str) -> bytes:
+        """``dumps(openstack.meta_data(...))``, encoding each member once per tree.
+
+        The versions' documents share most members (keys, random_seed...), so
+        a member equal to the one last encoded under its key reuses those
+        bytes: a drive holds ten versions, and encoding was half of rendering.
+        Equal values under one key come from one model field, so they have
+        the same types and key order and encode alike.
+        """
         if version not in self._meta_data:
             doc = openstack.meta_data(self.instance, version, on_drive=self.delivery == "drive",
                                       random_seed=self.random_seed)
-            self._meta_data[version] = dumps(doc)
+            members = []
+            for key, value in doc.items():
+                known = self._members.get(key)
+                if known is None or known[0] != value:
+                    known = self._members[key] = (value, dumps({key: value})[1:-1])
+                members.append(known[1])
+            self._meta_data[version] = b"{" + b", ".join(members) + b"}"
         return self._meta_data[version]
 
     @cached_property

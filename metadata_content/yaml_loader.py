@@ -22,25 +22,10 @@ import yaml
 # same; parsing is not quite: libyaml accepts some documents the pure-Python
 # scanner refuses (a tab after "a:") and words its errors differently.
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
 class SpecLoader(_Base):  # type: ignore[misc,valid-type]
     """SafeLoader with YAML 1.2 core-schema scalars and duplicate-key errors."""
-
-    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
-        """PyYAML's ``BaseResolver.resolve`` for a loader without path resolvers.
-
-        libyaml's composer calls it for every node; the generic version pays
-        for features no spec uses (path and wildcard resolvers).
-        """
-        if kind is yaml.ScalarNode:
-            if implicit[0]:
-                for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):
-                    if regexp.match(value):
-                        return tag
-            return _STR
-        return _SEQ if kind is yaml.SequenceNode else _MAP
 
 
 # Start from no implicit resolvers, then add the YAML 1.2 core ones we want.
@@ -129,96 +114,101 @@ SpecLoader.add_constructor(None, _refuse_tag)  # PyYAML's fallback for every oth
 
 
 class _Unsupported(Exception):
-    """A node the direct builder leaves to PyYAML's constructor."""
+    """An event the direct builder leaves to PyYAML's composer and constructor."""
 
 
-_MERGE = "tag:yaml.org,2002:merge"
 _SCALARS = {tag: SpecLoader.yaml_constructors[tag] for tag in (
     "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null")}
+_MAX_DEPTH = 500  # deeper documents go to PyYAML, whose recursion limit words the error
 
 
 def load(text: str) -> Any:
     """``yaml.load(text, Loader=SpecLoader)``, ~3x faster for plain documents.
 
-    PyYAML's constructor spends most of a spec's load in generic machinery
-    (state generators, per-node dispatch). Here strings, lists and dicts are
-    built directly from the composed nodes and other scalars by SpecLoader's
-    own constructors. Anything else (explicit tags, merge keys, alias cycles)
-    and every error (duplicate keys, RecursionError) goes to PyYAML's
-    constructor for the whole document, so the result and every message stay
-    exactly PyYAML's.
+    A plain document (one document; no anchors, aliases or explicit tags; no
+    duplicate or unhashable keys) is built straight from libyaml's parse
+    events: PyYAML would first compose a node per value (a Python resolver
+    call and a node object each), then walk the nodes again through its
+    generic constructor. Scalars that are not strings go through SpecLoader's
+    own constructors, so values are the same. Every other document goes to
+    PyYAML's composer and constructor whole, so its result and every message
+    stay exactly PyYAML's; a syntax error is the parser's either way.
     """
+    try:
+        return _load_plain(text)
+    except (_Unsupported, TypeError):  # TypeError: an unhashable key
+        pass
     loader = SpecLoader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        try:
-            return _build(loader, node, {})
-        except (_Unsupported, yaml.YAMLError, TypeError, ValueError, RecursionError):
-            return loader.construct_document(node)
+        return loader.get_single_data()
     finally:
         loader.dispose()
 
 
-_BUILDING = object()  # memo value of a list or mapping whose items are being built
-
-
-def _build(loader: SpecLoader, node: yaml.Node, memo: dict[int, Any]) -> Any:
-    """The value of ``node``; ``memo`` keeps aliases (one node, many uses) one object.
-
-    An alias to a list or mapping still being built would make a value that
-    contains itself (JSON cannot hold it): PyYAML's constructor refuses it.
-    """
-    if id(node) in memo:
-        value = memo[id(node)]
-        if value is _BUILDING:
-            raise _Unsupported("recursive alias")
+def _load_plain(text: str) -> Any:
+    """The value of a plain document, or :class:`_Unsupported`."""
+    loader = SpecLoader(text)
+    try:
+        next_event = loader.get_event
+        next_event()  # StreamStartEvent
+        if type(next_event()) is yaml.StreamEndEvent:
+            return None  # an empty stream, as get_single_data gives
+        value = _build(loader, next_event)
+        if type(next_event()) is not yaml.DocumentEndEvent or \
+                type(next_event()) is not yaml.StreamEndEvent:
+            raise _Unsupported("more than one document")  # PyYAML words that error
         return value
-    kind, tag = type(node), node.tag
-    if kind is yaml.ScalarNode:
-        if tag == _STR:
-            return node.value
-        constructor = _SCALARS.get(tag)
-        if constructor is None:
-            raise _Unsupported(tag)
-        return constructor(loader, node)
-    if kind is yaml.SequenceNode and tag == _SEQ:
-        memo[id(node)] = _BUILDING
-        items = memo[id(node)] = _build_list(loader, node, memo)
-        return items
-    if kind is yaml.MappingNode and tag == _MAP:
-        memo[id(node)] = _BUILDING
-        mapping = memo[id(node)] = _build_mapping(loader, node, memo)
-        return mapping
-    raise _Unsupported(tag)
+    finally:
+        loader.dispose()
 
 
-def _build_list(loader: SpecLoader, node: yaml.SequenceNode, memo: dict[int, Any]) -> list[Any]:
-    """Items in order; a nested alias cycle reaches the sentinel in :func:`_build`."""
-    items: list[Any] = []
-    for child in node.value:
-        # plain strings inline: most nodes are, and a call per node is most of the cost
-        if type(child) is yaml.ScalarNode and child.tag == _STR:
-            items.append(child.value)
+def _build(loader: SpecLoader, next_event: Any) -> Any:
+    """Build one document's value from its events, without recursion.
+
+    ``stack`` holds the enclosing lists and dicts, and for a dict the key
+    read last (``_NO_KEY`` while the next scalar or collection is a key).
+    """
+    resolvers = loader.yaml_implicit_resolvers
+    stack: list[tuple[Any, Any]] = []
+    container: Any = None
+    key: Any = _NO_KEY
+    while True:
+        event = next_event()
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
+            if event.anchor is not None or event.tag not in (None, "!"):
+                raise _Unsupported("anchor or explicit tag")
+            value = event.value
+            if event.implicit[0]:  # plain: true/false, null, numbers by the core schema
+                for tag, regexp in resolvers.get(value[:1], ()):
+                    if regexp.match(value):
+                        value = _SCALARS[tag](loader, yaml.ScalarNode(
+                            tag, value, event.start_mark, event.end_mark))
+                        break
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            if event.anchor is not None or event.tag is not None:
+                raise _Unsupported("anchor or explicit tag")
+            if len(stack) >= _MAX_DEPTH:
+                raise _Unsupported("nested deeply")
+            stack.append((container, key))
+            container, key = ({} if kind is yaml.MappingStartEvent else []), _NO_KEY
+            continue
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            value = container
+            container, key = stack.pop()
         else:
-            items.append(_build(loader, child, memo))
-    return items
-
-
-def _build_mapping(loader: SpecLoader, node: yaml.MappingNode, memo: dict[int, Any]) -> dict[Any, Any]:
-    """Keys in order; merge keys and duplicates go to PyYAML's constructor."""
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        if key_node.tag == _MERGE:
-            raise _Unsupported(_MERGE)
-        key = key_node.value if key_node.tag == _STR and type(key_node) is yaml.ScalarNode \
-            else _build(loader, key_node, memo)
-        if key in mapping:
-            raise _Unsupported("duplicate key")  # PyYAML's constructor words the error
-        if type(value_node) is yaml.ScalarNode and value_node.tag == _STR:
-            mapping[key] = value_node.value
+            raise _Unsupported(kind.__name__)  # an alias
+        if container is None:
+            return value
+        if type(container) is list:
+            container.append(value)
+        elif key is _NO_KEY:
+            if value in container:  # TypeError for an unhashable key
+                raise _Unsupported("duplicate key")  # PyYAML's constructor words the error
+            key = value
         else:
-            mapping[key] = _build(loader, value_node, memo)
-    return mapping
+            container[key], key = value, _NO_KEY
+
+
+_NO_KEY = object()

@@ -6,6 +6,8 @@ import json
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metadata_content import MetadataTree, SpecError, load_instance, yaml_loader
 from metadata_content.spec import read_spec
@@ -161,3 +163,22 @@ def test_json_spec_without_infinity_or_nan(tmp_path):
                      "spec.json")
         with pytest.raises(SpecError, match=f"invalid JSON: {constant} is not a JSON number"):
             load_instance(spec)
+
+
+_words = st.sampled_from(["no", "yes", "on", "off", "~", "null", "True", "FALSE", "0755", "0x10",
+                          "1e3", "1.5", ".5", "-0", "+1", "52:54:00:12:34:56", "1:20", "2020-01-01",
+                          "<<", "", " ", "a: b", "- x", "#", "!x", "&a", "*a", "é"])
+_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) \
+    | st.text(max_size=8) | _words
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4)
+                       | st.dictionaries(_scalars.filter(lambda k: not isinstance(k, float)), inner, max_size=4),
+                       max_leaves=20)
+
+
+@given(value=_values, flow=st.sampled_from([None, True, False]))
+@settings(max_examples=300, deadline=None)
+def test_the_event_builder_agrees_with_pyyaml(value, flow) -> None:
+    """Plain documents are built from parse events; the result (or the error) must be PyYAML's."""
+    text = yaml.safe_dump(value, default_flow_style=flow, allow_unicode=True)
+    fast, pyyaml = _both_paths(text)
+    assert fast == pyyaml and type(fast) is type(pyyaml), text

@@ -391,3 +391,21 @@ def test_drive_ec2_meta_data_json(drive):
 def test_drive_needs_drive_delivery(http):
     with pytest.raises(ValueError):
         http.drive_files()
+
+
+@pytest.mark.parametrize("spec", sorted(SAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("order", ["oldest first", "newest first"])
+def test_meta_data_members_reused_across_versions_encode_as_a_whole(spec, order):
+    """meta_data.json reuses members encoded for another version: the bytes must
+    be exactly those of encoding the whole document, whatever order versions render in."""
+    from metadata_content import openstack
+    from metadata_content.tree import dumps
+
+    instance = load_instance(spec)
+    versions = OS_VERSIONS if order == "oldest first" else OS_VERSIONS[::-1]
+    for delivery in ("http", "drive"):
+        tree = MetadataTree(instance, delivery=delivery, random_seed=b"seed")
+        for version in versions:
+            whole = dumps(openstack.meta_data(instance, version, on_drive=delivery == "drive",
+                                              random_seed=b"seed"))
+            assert tree.meta_data_json(version) == whole, (spec.name, delivery, version)
