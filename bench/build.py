@@ -1,6 +1,6 @@
 """Benchmark config-drive builds against Nova's recipes (not a test).
 
-    .venv/bin/python bench/build.py [--runs 21] [--batch 500] [--spec samples/rich.yaml]
+    .venv/bin/python bench/build.py [--runs 41] [--batch 500] [--spec samples/rich.yaml]
 
 Prints medians side by side with ratios and the targets from issue 3:
 in-process ISO <= 0.5x genisoimage (whole process), in-process VFAT <= 1x
@@ -78,7 +78,7 @@ def batch_specs(spec: Path, count: int, where: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--runs", type=int, default=41)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--spec", type=Path, default=ROOT / "samples" / "rich.yaml")
     args = parser.parse_args()

@@ -22,6 +22,7 @@ VOLUME_ID = "config-2"
 ALIGN = 4096
 PUBLISHER = "configdrive"
 _D1 = re.compile(r"[^A-Z0-9_]")
+_BAD_PARTS = frozenset(("", ".", ".."))
 
 
 class IsoError(ValueError):
@@ -59,7 +60,7 @@ def _mangle(name: str, is_dir: bool, taken: set[str],
 
 def _check_path(path: str) -> list[str]:
     parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if not path or path[0] == "/" or not _BAD_PARTS.isdisjoint(parts):
         raise IsoError(f"invalid path in drive files: {path!r}")
     return parts
 

@@ -17,6 +17,7 @@ other tree to pycdlib.
 """
 from __future__ import annotations
 
+import codecs
 import struct
 import time
 from collections import deque
@@ -34,6 +35,7 @@ _ER = (b"ER\xed\x01\x0a\x54\x87\x01RRIP_1991A"
        b"PRIMARY VOLUME DESCRIPTOR FOR CONTACT INFORMATION.")
 _RR_FIXED = 5 + 36 + 26  # RR, PX and TF entries of every record
 _SP, _CE = 7, 28
+_utf16 = codecs.getencoder("utf-16-be")  # Joliet names; looked up once, not per name
 
 
 class _Node:
@@ -85,7 +87,7 @@ def _tree(dirs: list[tuple[str, str, str]], files: list[tuple[str, str, str, str
     for created, (iso, rr, _joliet) in enumerate(dirs, 1):
         parent_path, name = iso.rsplit("/", 1)
         parent = by_path[parent_path]
-        node = _Node(name.encode(), rr.encode("utf-16-be"), rr.encode(), None, parent)
+        node = _Node(name.encode(), _utf16(rr)[0], rr.encode(), None, parent)
         node.created = created
         parent.children.append(node)
         parent.links += 1
@@ -93,7 +95,7 @@ def _tree(dirs: list[tuple[str, str, str]], files: list[tuple[str, str, str, str
     for iso, rr, _joliet, key in files:
         parent_path, name = iso.rsplit("/", 1)
         parent = by_path[parent_path]
-        parent.children.append(_Node(name.encode(), rr.encode("utf-16-be"), rr.encode(),
+        parent.children.append(_Node(name.encode(), _utf16(rr)[0], rr.encode(),
                                      contents[key], parent))
     return root
 
@@ -168,14 +170,17 @@ def _tf(date: bytes) -> bytes:
     return b"TF\x1a\x01\x0e" + date * 3
 
 
-def _rock_ridge(mode: int, links: int, tf: bytes, *, name: bytes | None,
-                root_dot_ce: int | None = None) -> bytes:
-    """SUSP entries of one record: [SP] RR [NM] PX TF [CE -> the ER block]."""
+def _rock_ridge(px_tf: bytes, *, name: bytes | None, root_dot_ce: int | None = None) -> bytes:
+    """SUSP entries of one record: [SP] RR [NM] PX TF [CE -> the ER block].
+
+    ``px_tf`` is the record's PX and TF entries (:func:`_px` + :func:`_tf`):
+    every file shares one, so the caller builds it once per image.
+    """
     if name is not None:
-        return b"RR\x05\x01\x89NM" + bytes((5 + len(name), 1, 0)) + name + _px(mode, links) + tf
+        return b"RR\x05\x01\x89NM" + bytes((5 + len(name), 1, 0)) + name + px_tf
     if root_dot_ce is None:
-        return b"RR\x05\x01\x81" + _px(mode, links) + tf
-    return (b"SP\x07\x01\xbe\xef\x00RR\x05\x01\x81" + _px(mode, links) + tf
+        return b"RR\x05\x01\x81" + px_tf
+    return (b"SP\x07\x01\xbe\xef\x00RR\x05\x01\x81" + px_tf
             + b"CE\x1c\x01" + _both32(root_dot_ce) + _both32(0) + _both32(len(_ER)))
 
 
@@ -323,18 +328,19 @@ def _iso_dir_records(d: _Node, date: bytes, tf: bytes, er_at: int) -> list[bytes
     size, parent_size = d.blocks * BLOCK, d.dotdot * BLOCK
     records = [
         _record(b"\x00", d.extent, size, True, date,
-                _rock_ridge(DIR_MODE, d.links, tf, name=None,
+                _rock_ridge(_px(DIR_MODE, d.links) + tf, name=None,
                             root_dot_ce=er_at if d.parent is None else None)),
         _record(b"\x01", parent.extent, parent_size, True, date,
-                _rock_ridge(DIR_MODE, parent.links, tf, name=None)),
+                _rock_ridge(_px(DIR_MODE, parent.links) + tf, name=None)),
     ]
+    file_px_tf = _px(FILE_MODE, 1) + tf
     for c in d.iso_children:
         if c.data is None:
             records.append(_record(c.iso, c.extent, c.blocks * BLOCK, True, date,
-                                   _rock_ridge(DIR_MODE, c.links, tf, name=c.rr)))
+                                   _rock_ridge(_px(DIR_MODE, c.links) + tf, name=c.rr)))
         else:
             records.append(_record(c.iso, c.extent if c.data else 0, len(c.data), False, date,
-                                   _rock_ridge(FILE_MODE, c.links, tf, name=c.rr)))
+                                   _rock_ridge(file_px_tf, name=c.rr)))
     return records
 
 
