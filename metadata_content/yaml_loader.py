@@ -131,13 +131,13 @@ def load(text: str) -> Any:
     events: PyYAML would first compose a node per value (a Python resolver
     call and a node object each), then walk the nodes again through its
     generic constructor. Scalars that are not strings go through SpecLoader's
-    own constructors, so values are the same. Every other document goes to
-    PyYAML's composer and constructor whole, so its result and every message
-    stay exactly PyYAML's; a syntax error is the parser's either way.
+    own constructors, so values are the same. Every other document, and
+    every error (a syntax error, ``1e999``), goes to PyYAML's composer and
+    constructor whole, so its result and every message stay exactly PyYAML's.
     """
     try:
         return _load_plain(text)
-    except (_Unsupported, TypeError):  # TypeError: an unhashable key
+    except (_Unsupported, TypeError, yaml.YAMLError):  # TypeError: an unhashable key
         pass
     loader = SpecLoader(text)
     try:

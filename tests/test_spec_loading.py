@@ -182,3 +182,15 @@ def test_the_event_builder_agrees_with_pyyaml(value, flow) -> None:
     text = yaml.safe_dump(value, default_flow_style=flow, allow_unicode=True)
     fast, pyyaml = _both_paths(text)
     assert fast == pyyaml and type(fast) is type(pyyaml), text
+
+
+@pytest.mark.parametrize("text", ["a: 1.0e999\nb: [", "a: 1.0e999\n", "a: 1\na: 2\nb: [", "[1, 2", "a: b\n---\nc: d\n",
+                                  "a: !!int x\n", "? [1]\n: x\n", "a: *nope\n", "a: [b\n"])
+def test_bad_documents_give_pyyaml_s_error(text) -> None:
+    """The event builder hands every error back to PyYAML: the same exception and message."""
+    errors = []
+    for load in (yaml_loader.load, lambda t: yaml.load(t, Loader=yaml_loader.SpecLoader)):
+        with pytest.raises(yaml.YAMLError) as caught:
+            load(text)
+        errors.append((type(caught.value), str(caught.value)))
+    assert errors[0] == errors[1]
