@@ -5,8 +5,9 @@ integer, ``no`` is False and ``0755`` is octal. Specs are full of MACs and
 short words, so this loader keeps only JSON-like scalars (true/false, null,
 decimal ints and floats) and refuses duplicate keys instead of silently
 keeping the last one. It also refuses what JSON cannot hold and the renderer
-cannot write: other tags (``!!timestamp``, ``!!binary``, ``!!set``...) and
-aliases that make a value contain itself.
+cannot write: other tags (``!!timestamp``, ``!!binary``, ``!!set``...),
+aliases that make a value contain itself, and keys that are not strings
+(JSON would write ``1`` and ``"1"`` as the same name twice).
 """
 from __future__ import annotations
 
@@ -93,6 +94,11 @@ def _mapping_no_duplicates(loader: SpecLoader, node: yaml.MappingNode, deep: boo
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping", node.start_mark,
                 "found unhashable key", key_node.start_mark) from None
+        if not isinstance(key, str):  # JSON writes 1 and "1" alike: two keys, one name
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found key {key_node.value!r}, which is not a string (quote it)",
+                key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping", node.start_mark,
@@ -126,8 +132,8 @@ _MAX_DEPTH = 500  # deeper documents go to PyYAML, whose recursion limit words t
 def load(text: str) -> Any:
     """``yaml.load(text, Loader=SpecLoader)``, ~3x faster for plain documents.
 
-    A plain document (one document; no anchors, aliases or explicit tags; no
-    duplicate or unhashable keys) is built straight from libyaml's parse
+    A plain document (one document; no anchors, aliases or explicit tags;
+    only string keys, none repeated) is built straight from libyaml's parse
     events: PyYAML would first compose a node per value (a Python resolver
     call and a node object each), then walk the nodes again through its
     generic constructor. Scalars that are not strings go through SpecLoader's
@@ -137,7 +143,7 @@ def load(text: str) -> Any:
     """
     try:
         return _load_plain(text)
-    except (_Unsupported, TypeError, yaml.YAMLError):  # TypeError: an unhashable key
+    except (_Unsupported, yaml.YAMLError):
         pass
     loader = SpecLoader(text)
     try:
@@ -204,8 +210,8 @@ def _build(loader: SpecLoader, next_event: Any) -> Any:
         if type(container) is list:
             container.append(value)
         elif key is _NO_KEY:
-            if value in container:  # TypeError for an unhashable key
-                raise _Unsupported("duplicate key")  # PyYAML's constructor words the error
+            if type(value) is not str or value in container:
+                raise _Unsupported("a key that is not a string, or a duplicate")  # worded by PyYAML's path
             key = value
         else:
             container[key], key = value, _NO_KEY

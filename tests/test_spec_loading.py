@@ -133,6 +133,9 @@ def test_non_json_values_are_a_clear_spec_error(tmp_path):
              "vendor_data: {t: !!binary aGk=}": "invalid YAML: tag '!!binary' is not supported",
              "vendor_data: {l: &l [*l]}": "invalid YAML: found unconstructable recursive node",
              "? [1]\n: x": "invalid YAML: found unhashable key",
+             "vendor_data: {1: a, '1': b}": "invalid YAML: found key '1', which is not a string (quote it)",
+             "meta: {~: x}": "invalid YAML: found key '~', which is not a string",
+             "true: x": "invalid YAML: found key 'true', which is not a string",
              "vendor_data: " + "[" * 3000 + "]" * 3000: "invalid YAML: nested too deeply"}
     for text, message in cases.items():
         with pytest.raises(SpecError) as err:
@@ -148,12 +151,18 @@ def test_deep_json_is_a_clear_spec_error(tmp_path):
         load_instance(write(tmp_path, text, "deep.json"))
 
 
-def test_non_string_top_level_keys_are_unknown_keys(tmp_path):
-    for key, path in (("1", "1"), ("null", "None")):
+def test_keys_that_are_not_strings_are_refused_with_their_line(tmp_path):
+    """JSON keys are strings: ``1:`` and ``"1":`` would be one name written twice."""
+    for key in ("1", "null", "1.5", "false"):
         with pytest.raises(SpecError) as err:
-            load_instance(write(tmp_path, f"uuid: {UUID}\nhostname: h\n{key}: x\n"))
-        assert [p.path for p in err.value.problems] == [path]
-        assert err.value.problems[0].message.startswith("unknown key (known: uuid, hostname")
+            load_instance(write(tmp_path, f"uuid: {UUID}\nhostname: h\nvendor_data:\n  {key}: x\n"))
+        [problem] = err.value.problems
+        assert problem.message == (f"invalid YAML: found key {key!r}, which is not a string "
+                                   "(quote it) (line 4, column 3)")
+    # a JSON spec's keys are strings already, and a quoted YAML key is one
+    spec = write(tmp_path, f'uuid: {UUID}\nhostname: h\nvendor_data: {{"1": a, "2": b}}\n')
+    assert MetadataTree(load_instance(spec)).lookup("/openstack/latest/vendor_data.json").body == \
+        b'{"1": "a", "2": "b"}'
 
 
 def test_json_spec_without_infinity_or_nan(tmp_path):
