@@ -4,11 +4,13 @@ admin endpoints, the access log and cross-worker cache invalidation."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import subprocess
 import json
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -244,19 +246,54 @@ def test_access_log_has_ids_but_no_secrets(api: ApiServer) -> None:
 
 
 def test_cache_invalidated_across_workers(env: tuple[Path, Path, Path], api: ApiServer) -> None:
-    """TTL is 600 s here: only the store's change log can make workers re-render."""
+    """TTL is 600 s here: only the store's change log can make workers re-render.
+
+    Each worker's own request count (its metrics snapshot) shows that both
+    workers answered with the new name after the change, not just one.
+    """
     _tmp, data, _secret = env
-    for _ in range(20):  # fresh connections spread over both workers
+    for _ in range(20):  # fresh connections spread over both workers: both cache the old name
         assert get(api, "/latest/meta-data/hostname", WEB, WEB_PROJECT).body == b"web-1.novalocal"
+    before = _settled_counts(api)
     changed = data.parent / "web-renamed.json"
     spec = json.loads(cli("instances", "--data-dir", str(data), "show", WEB).stdout)
     spec["hostname"] = "web-renamed"
     changed.write_text(json.dumps(spec))
     cli("instances", "--data-dir", str(data), "update", str(changed))
-    for _ in range(20):
+    answered: set[int] = set()
+    for sent in range(1, 401):  # until both workers have answered since the change
         assert get(api, "/latest/meta-data/hostname", WEB, WEB_PROJECT).body == b"web-renamed.novalocal"
+        if sent % 20 == 0:
+            after = _settled_counts(api, at_least=sum(before.values()) + sent)
+            answered = {pid for pid, n in after.items() if n > before.get(pid, 0)}
+            if len(answered) == 2:
+                break
+    assert len(answered) == 2, f"only workers {answered} answered after the change"
     cli("instances", "--data-dir", str(data), "update", str(SAMPLES / "webserver.yaml"))
     assert get(api, "/latest/meta-data/hostname", WEB, WEB_PROJECT).body == b"web-1.novalocal"
+
+
+def _settled_counts(api: ApiServer, at_least: int = 0) -> dict[int, int]:
+    """Requests each live worker has counted, from the snapshot it writes at most
+    once a second: read once they add up to *at_least* and hold still for longer."""
+    def read() -> dict[int, int]:
+        counts = {}
+        for pid in _workers(api):
+            for snapshot in Path(tempfile.gettempdir()).glob(f"configdrive-metrics-*/worker-{pid}.json"):
+                with contextlib.suppress(OSError, ValueError):
+                    counts[pid] = json.loads(snapshot.read_text())["count"]
+        return counts
+
+    deadline = time.monotonic() + 15
+    last, since = read(), time.monotonic()
+    while True:
+        time.sleep(0.2)
+        counts, now = read(), time.monotonic()
+        if counts != last:
+            last, since = counts, now
+        elif sum(counts.values()) >= at_least and now - since > 1.3:
+            return counts
+        assert now < deadline, f"worker counts {counts}, expected at least {at_least} in all"
 
 
 def test_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
