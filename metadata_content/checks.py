@@ -24,9 +24,9 @@ _EC2 = {"ec2_instance_id": "i", "image": "ami", "kernel": "aki", "ramdisk": "ari
 class Checker:
     """Collects problems while walking one spec."""
 
-    def __init__(self, data: dict[str, Any], addresses: Addresses | None = None):
+    def __init__(self, data: dict[str, Any], addresses: Addresses):
         self.data = data
-        self.addresses = addresses or Addresses()
+        self.addresses = addresses
         self.problems: list[Problem] = []
 
     def add(self, path: str, message: str) -> None:
@@ -40,7 +40,7 @@ class Checker:
                 self.add(path, message)
 
 
-def semantic_problems(data: dict[str, Any], addresses: Addresses | None = None) -> list[Problem]:
+def semantic_problems(data: dict[str, Any], addresses: Addresses) -> list[Problem]:
     """Every problem of a schema-valid spec; *addresses* keeps what was parsed for the build."""
     c = Checker(data, addresses)
     c.check("uuid", data["uuid"], uuid_error)
@@ -104,9 +104,9 @@ def mac_error(value: str) -> str | None:
     return None
 
 
-def ip_error(value: str, version: int | None = None, addresses: Addresses | None = None) -> str | None:
+def ip_error(value: str, version: int | None, addresses: Addresses) -> str | None:
     try:
-        address = (addresses or Addresses()).ip(value)
+        address = addresses.ip(value)
     except ValueError:
         return f"{value!r} is not an IP address"
     if version and address.version != version:
@@ -114,9 +114,9 @@ def ip_error(value: str, version: int | None = None, addresses: Addresses | None
     return None
 
 
-def cidr_error(value: str, addresses: Addresses | None = None) -> str | None:
+def cidr_error(value: str, addresses: Addresses) -> str | None:
     try:
-        (addresses or Addresses()).network(value)
+        addresses.network(value)
     except ValueError as exc:
         if "host bits set" in str(exc):
             fixed = ipaddress.ip_network(value, strict=False)

@@ -178,7 +178,8 @@ def _explain(error: Any) -> list[Problem]:
         extra = [k for k in error.instance if k not in allowed]
         out = []
         for key in extra:
-            # YAML keys may be ints or null; difflib compares strings only.
+            # a Python caller's dict may have keys that are not strings (the
+            # loaders give strings only); difflib compares strings only.
             hint = difflib.get_close_matches(key, allowed, n=1) if isinstance(key, str) else []
             tip = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(allowed)})"
             out.append(Problem(json_path([*where, str(key)]), f"unknown key{tip}"))

@@ -126,7 +126,10 @@ class _Unsupported(Exception):
 _SCALARS = {tag: SpecLoader.yaml_constructors[tag] for tag in (
     "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null")}
-_MAX_DEPTH = 500  # deeper documents go to PyYAML, whose recursion limit words the error
+# Deeper documents go to PyYAML, which builds recursively (~4 frames a level)
+# and so either gives its own value or its RecursionError: never this
+# builder's answer where PyYAML has none.
+_MAX_DEPTH = 100
 
 
 def load(text: str) -> Any:

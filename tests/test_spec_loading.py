@@ -96,25 +96,36 @@ def test_ec2_ids_from_numbers_or_given(tmp_path):
 # -- the YAML loader: only what JSON can hold ----------------------------------
 
 def _both_paths(text):
-    """The fast builder's result and PyYAML's constructor's, or the error each raised."""
+    """yaml_loader.load's result and PyYAML's constructor's, or the error each raised."""
     out = []
     for load in (yaml_loader.load, lambda t: yaml.load(t, Loader=yaml_loader.SpecLoader)):
         try:
             out.append(load(text))
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, RecursionError) as exc:
             out.append(type(exc))
     return out
 
 
+def _left_to_pyyaml(text):
+    """True when the event builder hands *text* to PyYAML's composer and constructor."""
+    try:
+        yaml_loader._load_plain(text)
+    except (yaml_loader._Unsupported, yaml.YAMLError):
+        return True
+    return False
+
+
 def test_aliases_share_a_value_in_both_loader_paths():
-    fast, pyyaml = _both_paths("a: &x {b: [1, two]}\nc: *x\nd: &l [1]\ne: [*l, *l]\n")
+    text = "a: &x {b: [1, two]}\nc: *x\nd: &l [1]\ne: [*l, *l]\n"
+    assert _left_to_pyyaml(text)
+    fast, pyyaml = _both_paths(text)
     assert fast == pyyaml == {"a": {"b": [1, "two"]}, "c": {"b": [1, "two"]}, "d": [1], "e": [[1], [1]]}
     assert fast["a"] is fast["c"]
 
 
 def test_a_value_containing_itself_is_refused_by_both_paths():
     for text in ("vendor_data: &v\n  self: *v\n", "vendor_data: {l: &l [*l]}\n", "a: &l [{b: *l}]\n"):
-        assert _both_paths(text) == [yaml.constructor.ConstructorError] * 2, text
+        assert _left_to_pyyaml(text) and _both_paths(text) == [yaml.constructor.ConstructorError] * 2, text
 
 
 def test_only_json_tags_are_constructed():
@@ -125,7 +136,17 @@ def test_only_json_tags_are_constructed():
     for text in ("a: !!timestamp 2020-01-01", "a: !!binary aGk=", "a: !!set {x}", "a: !!omap [x: 1]",
                  "a: !!pairs [x: 1]", "a: !!python/name:os.system", "a: !foo x", "!!merge <<: {a: 1}",
                  "a: !!int 0x10", "a: !!float abc", "a: !!bool maybe"):
-        assert _both_paths(text) == [yaml.constructor.ConstructorError] * 2, text
+        assert _left_to_pyyaml(text) and _both_paths(text) == [yaml.constructor.ConstructorError] * 2, text
+
+
+@pytest.mark.parametrize("depth", [50, 99, 100, 150, 300, 600])
+@pytest.mark.parametrize("open_, close", [("[", "]"), ("{a: ", "}")])
+def test_deep_documents_get_pyyaml_s_answer(depth, open_, close):
+    """PyYAML builds recursively and gives up a few hundred levels down; the
+    event builder must not answer where PyYAML fails, nor fail where it answers."""
+    text = "v: " + open_ * depth + "1" + close * depth + "\n"
+    fast, pyyaml = _both_paths(text)
+    assert fast == pyyaml, depth
 
 
 def test_non_json_values_are_a_clear_spec_error(tmp_path):
