@@ -189,15 +189,20 @@ class Store:
             self._log_change(conn, instance.uuid)
         return version
 
-    def remove(self, uuid: str) -> None:
+    def remove(self, *uuids: str) -> None:
+        """Unregister instances (passwords too), all or none, as :meth:`add`:
+        an unknown uuid refuses the whole batch."""
         t = self.t
+        wanted = list(dict.fromkeys(uuids))
         with self._write() as conn:
-            if not self._exists(conn, uuid):
-                raise StoreError(f"instance {uuid} is not registered")
+            for uuid in wanted:
+                if not self._exists(conn, uuid):
+                    raise StoreError(f"instance {uuid} is not registered")
             for name in ("ports", "passwords"):
-                conn.execute(t[name].delete().where(t[name].c.instance_uuid == uuid))
-            conn.execute(t["instances"].delete().where(t["instances"].c.uuid == uuid))
-            self._log_change(conn, uuid)
+                conn.execute(t[name].delete().where(t[name].c.instance_uuid.in_(wanted)))
+            conn.execute(t["instances"].delete().where(t["instances"].c.uuid.in_(wanted)))
+            for uuid in wanted:
+                self._log_change(conn, uuid)
 
     def set_router_networks(self, router_id: str, network_ids: list[str]) -> None:
         """Which networks a router serves (the agent's router-side port lookup)."""

@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from apiserver import cli
-from metadata_content.server.identity import sign_instance_id
+from conftest import SAMPLES
+from metadata_content.server.identity import proxy_headers
 from metadata_content.tree import MetadataTree
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "samples"
 SECRET = b"correct horse battery staple"
 RICH = "fbe3b826-7673-4446-8f4c-ede1d2abd0e2"
 RICH_PROJECT = "2a1f6a4e1c7b4a2f9a3d5e6f70819203"
 WEB = "1281168b-3d3b-4ab0-b2db-115fb02e8d1f"
 WEB_PROJECT = "6f70656e737461636b20697320636f6f"
 WIN = "ac681a8a-c9bc-4544-a257-0301b95fce3c"
+WIN_PROJECT = RICH_PROJECT  # same project as RICH: only the signature separates them
 MINIMAL = "dc7c8e7d-a420-45fd-bc9f-ae0a16177f73"
 
 
@@ -28,11 +28,12 @@ def prepare(tmp: Path, *specs: str) -> tuple[Path, Path]:
 
 
 def signed(instance_id: str, tenant: str | None, **extra: str) -> dict[str, str]:
-    headers = {"X-Instance-ID": instance_id, "X-Instance-ID-Signature": sign_instance_id(SECRET, instance_id)}
-    if tenant is not None:
-        headers["X-Tenant-ID"] = tenant
-    headers.update(extra)
-    return headers
+    """The agent's headers (proxy_headers) with SECRET; tenant None leaves X-Tenant-ID
+    out, *extra* adds or overrides headers, so tests can break one piece at a time."""
+    headers = proxy_headers(SECRET, instance_id, tenant or "")
+    if tenant is None:
+        del headers["X-Tenant-ID"]
+    return {**headers, **extra}
 
 
 def all_paths(tree: MetadataTree) -> list[str]:

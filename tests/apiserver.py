@@ -12,14 +12,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "configdrive"]
+from conftest import CLI, ROOT, run_cli
 
 
 def free_port() -> int:
@@ -30,11 +28,9 @@ def free_port() -> int:
 
 def cli(*args: str, env: dict[str, str] | None = None, check: bool = True,
         timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"configdrive {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
+    """:func:`run_cli`, checked by default and decoded: these tests compare text."""
+    proc = run_cli(*args, check=check, env=env, timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
 @dataclass

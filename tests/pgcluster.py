@@ -11,11 +11,12 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from apiserver import free_port
 
 HINT = "install Debian's postgresql package (scripts/debian-packages.txt)"
 
@@ -25,12 +26,6 @@ def _bindir() -> Path:
     if not found:
         raise RuntimeError(f"PostgreSQL's initdb not found under /usr/lib/postgresql; {HINT}")
     return Path(found[-1]).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -47,7 +42,7 @@ def postgres_cluster() -> Iterator[str]:
         os.chmod(base, 0o755)
         shutil.chown(base, "postgres", "postgres")
         prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
     log = base / "server.log"
 
     def run(*args: str) -> None:

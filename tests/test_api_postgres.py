@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from api_support import SAMPLES, SECRET, WEB, WEB_PROJECT, WIN, signed
+from api_support import SAMPLES, SECRET, WEB, WEB_PROJECT, WIN, WIN_PROJECT, signed
 from apiserver import ApiServer, api_server, cli
 from pgcluster import postgres_cluster
-
-WIN_PROJECT = "2a1f6a4e1c7b4a2f9a3d5e6f70819203"
 
 
 @pytest.fixture(scope="module")

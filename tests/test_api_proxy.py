@@ -18,13 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from api_support import (MINIMAL, RICH, RICH_PROJECT, SAMPLES, SECRET, WEB, WEB_PROJECT, WIN, all_paths,
-                         prepare, signed)
+from api_support import (MINIMAL, RICH, RICH_PROJECT, SAMPLES, SECRET, WEB, WEB_PROJECT, WIN, WIN_PROJECT,
+                         all_paths, prepare, signed)
 from apiserver import ApiServer, api_server, cli
 from metadata_content.spec import load_instance
 from metadata_content.tree import MetadataTree
-
-WIN_PROJECT = "2a1f6a4e1c7b4a2f9a3d5e6f70819203"
 
 
 @pytest.fixture(scope="module")
@@ -306,6 +304,19 @@ def test_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "secret" in proc.stderr
 
 
+@pytest.mark.parametrize(("content", "reason"), [(None, "No such file"), ("{", "Expecting"),
+                                                 ("[]", "must be a JSON object")])
+def test_refuses_to_start_with_a_bad_vendordata_file(tmp_path: Path, content: str | None, reason: str) -> None:
+    secret, vendor = tmp_path / "secret", tmp_path / "vendor.json"
+    secret.write_bytes(SECRET)
+    if content is not None:
+        vendor.write_text(content)
+    proc = cli("serve", "api", "--data-dir", str(tmp_path), "--secret-file", str(secret), "--bind",
+               "127.0.0.1:1", env={"CONFIGDRIVE_VENDORDATA_FILE": str(vendor)}, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and str(vendor) in proc.stderr and reason in proc.stderr
+
+
 def test_sign_and_query_commands(env: tuple[Path, Path, Path], api: ApiServer) -> None:
     _tmp, data, secret = env
     sig = cli("sign", RICH, "--secret-file", str(secret)).stdout.strip()
@@ -343,9 +354,9 @@ def test_stale_entry_is_dropped_after_one_version_check(tmp_path: Path, monkeypa
     """An expired entry is renewed while the version holds; once it moved, the
     first peek drops the entry, so later peeks do not ask the store again."""
     import copy
-    import functools
 
     from metadata_content.server.cache import RenderCache
+    from metadata_content.server.service import build_stored
     from metadata_content.spec import instance_from_data, read_spec
     from metadata_content.store import Store
 
@@ -353,7 +364,7 @@ def test_stale_entry_is_dropped_after_one_version_check(tmp_path: Path, monkeypa
     try:
         data = read_spec(SAMPLES / "minimal.yaml")
         store.add([(data, instance_from_data(copy.deepcopy(data), "minimal"))])
-        cache = RenderCache(store, 600, functools.partial(instance_from_data, validated=True))
+        cache = RenderCache(store, 600, build_stored)
         asked: list[str] = []
         version = cache.watcher.version
         monkeypatch.setattr(cache.watcher, "version", lambda uuid: asked.append(uuid) or version(uuid))
@@ -373,9 +384,9 @@ def test_stale_entry_is_dropped_after_one_version_check(tmp_path: Path, monkeypa
 
 def test_render_cache_eviction_keeps_the_bound(tmp_path: Path) -> None:
     import copy
-    import functools
 
     from metadata_content.server.cache import RenderCache
+    from metadata_content.server.service import build_stored
     from metadata_content.spec import instance_from_data, read_spec
     from metadata_content.store import Store
 
@@ -384,8 +395,7 @@ def test_render_cache_eviction_keeps_the_bound(tmp_path: Path) -> None:
         specs = [read_spec(SAMPLES / f"{name}.yaml") for name in ("minimal", "windows")]
         store.add([(d, instance_from_data(copy.deepcopy(d), "s")) for d in specs])
         for bound, kept in ((1, [WIN]), (0, [WIN])):  # 0: never an endless eviction loop
-            cache = RenderCache(store, 600, functools.partial(instance_from_data, validated=True),
-                                max_entries=bound)
+            cache = RenderCache(store, 600, build_stored, max_entries=bound)
             assert cache.get(MINIMAL) is not None and cache.get(WIN) is not None
             assert list(cache.entries) == kept
     finally:

@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 
+from api_support import RICH, SAMPLES
 from metadata_content.spec import instance_from_data, read_spec
 from metadata_content.store import ChangeWatcher, Store, StoreError
 from pgcluster import postgres_cluster
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-RICH = "fbe3b826-7673-4446-8f4c-ede1d2abd0e2"
 _names = itertools.count()
 
 
@@ -66,6 +65,18 @@ def test_add_get_list_remove(store: Store) -> None:
     assert store.get(RICH) is None and store.find_by_address("192.0.2.10") == []
     with pytest.raises(StoreError, match="not registered"):
         store.remove(RICH)
+
+
+def test_remove_is_all_or_none(store: Store) -> None:
+    web = spec("webserver")
+    store.add([spec("rich"), web])
+    seq = store.last_change()
+    with pytest.raises(StoreError, match="instance nope is not registered"):
+        store.remove(RICH, "nope")
+    assert store.get(RICH) is not None and store.last_change() == seq  # nothing removed, nothing logged
+    store.remove(RICH, web[1].uuid, RICH)
+    assert store.list() == [] and store.find_by_address("192.0.2.10") == []
+    assert sorted(store.changes_since(seq)[1] or []) == sorted([RICH, web[1].uuid])
 
 
 def test_duplicate_uuid_changes_nothing(store: Store) -> None:
@@ -264,6 +275,9 @@ def test_instances_cli(tmp_path: Path) -> None:
     shown = json.loads(cli("instances", "--data-dir", data, "show", RICH).stdout)
     assert shown == read_spec(SAMPLES / "rich.yaml")
     assert cli("instances", "--data-dir", data, "update", rich).stdout.strip() == f"updated {RICH} (version 2)"
+    failed = cli("instances", "--data-dir", data, "remove", RICH, "nope", check=False)
+    assert failed.returncode == 1 and failed.stdout == "" and "instance nope is not registered" in failed.stderr
+    assert cli("instances", "--data-dir", data, "show", RICH).returncode == 0  # all or none
     assert cli("instances", "--data-dir", data, "remove", RICH).returncode == 0
     assert cli("instances", "--data-dir", data, "show", RICH, check=False).returncode == 1
     env_dir = cli("instances", "list", env={"CONFIGDRIVE_DATA": data})

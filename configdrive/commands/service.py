@@ -132,10 +132,9 @@ def instances_show(ctx: click.Context, instance_id: str) -> None:
 @click.argument("instance_ids", nargs=-1, required=True)
 @click.pass_context
 def instances_remove(ctx: click.Context, instance_ids: tuple[str, ...]) -> None:
-    """Unregister instances (their password goes with them)."""
-    store = _store(ctx)
-    for instance_id in instance_ids:
-        _store_call(store.remove, instance_id)
+    """Unregister instances, all or none (their password goes with them)."""
+    _store_call(_store(ctx).remove, *instance_ids)
+    for instance_id in dict.fromkeys(instance_ids):
         click.echo(f"removed {instance_id}")
 
 

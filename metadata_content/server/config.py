@@ -72,6 +72,7 @@ class ApiConfig:
             name, _, url = target.partition("@")
             if not name or not url.startswith(("http://", "https://")):
                 raise ConfigError(f"vendor data target {target!r} is not NAME@http(s)://URL")
+        check_vendordata_file(self.vendordata_file)
         for text in (self.bind, self.admin_bind):
             split_bind(text)
 
@@ -93,6 +94,20 @@ def read_secret(path: str) -> bytes:
         raise ConfigError(f"the secret file {path} is empty: refusing to accept unsigned "
                           "requests (Nova only warns; see SPEC section 6)")
     return secret
+
+
+def check_vendordata_file(path: str | None) -> None:
+    """Load the static vendor data file once, as every worker will at start, so a
+    missing or malformed one is a clean error here rather than crashing workers."""
+    from metadata_content.server.vendordata import load_static
+
+    try:
+        load_static(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the vendor data file {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # bad JSON, not UTF-8, or not an object
+        reason = str(exc).removeprefix(f"{path}: ")  # load_static's own message names the file
+        raise ConfigError(f"the vendor data file {path} is unusable: {reason}") from None
 
 
 def split_bind(text: str) -> tuple[str, int]:

@@ -7,6 +7,7 @@ workers up when scraped. A scrape may lag a second behind.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import threading
@@ -37,13 +38,7 @@ class Metrics:
     def observe(self, status: int, path_class: str, seconds: float) -> None:
         key = (status, path_class)
         self.requests[key] = self.requests.get(key, 0) + 1
-        i = 0
-        for i, bound in enumerate(BUCKETS):  # noqa: B007 - i is the bucket found
-            if seconds <= bound:
-                break
-        else:
-            i = len(BUCKETS)
-        self.buckets[i] += 1
+        self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1  # first bound >= seconds, else +Inf
         self.latency_sum += seconds
         self.count += 1
         if self.directory is not None and self._thread is None:

@@ -19,18 +19,20 @@ import threading
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from metadata_content.server import identity as ident
 from metadata_content.server.cache import Entry, RenderCache
 from metadata_content.server.config import ApiConfig, ConfigError, read_secret
 from metadata_content.server.metrics import METRICS_DIR_ENV, Metrics
 from metadata_content.store import PASSWORD_MAX, Store
-from metadata_content.tree import NOT_ALLOWED, Answer, lookup_without_instance
+from metadata_content.tree import NOT_ALLOWED, READ_METHODS, Answer, lookup_without_instance
+
+if TYPE_CHECKING:  # pragma: no cover
+    from metadata_content.model import Instance
 
 log = logging.getLogger("configdrive.api")
 TEXT = "text/plain; charset=utf-8"
-READ = ("GET", "HEAD")
 UNKNOWN_ERROR = "An unknown error has occurred. Please try your request again."
 REASONS = {status.value: status.phrase for status in HTTPStatus}
 
@@ -43,6 +45,15 @@ class Reply:
     instance_id: str = "-"
     headers: tuple[tuple[str, str], ...] = ()
     path_class: str = "ec2"
+
+
+def build_stored(data: dict[str, Any], source: str) -> Instance:
+    """The instance of a stored spec, which the store only accepted validated:
+    checking it again would be ~90% of a cache miss. (The spec module is
+    imported on the first miss, not with the service.)"""
+    from metadata_content.spec import instance_from_data
+
+    return instance_from_data(data, source, validated=True)
 
 
 def refusal(status: int, message: str, instance_id: str = "-") -> Reply:
@@ -98,7 +109,6 @@ class MetadataService:
 
     def __init__(self, config: ApiConfig, store: Store | None = None):
         from metadata_content.server.vendordata import ask_targets, load_static
-        from metadata_content.spec import instance_from_data
 
         self.config = config
         self.store = store or Store(config.store_url, config.data_dir)
@@ -116,8 +126,7 @@ class MetadataService:
             return functools.partial(ask_targets, instance, targets, config.vendordata_dynamic_timeout,
                                      config.vendordata_dynamic_failure_fatal)
 
-        self.cache = RenderCache(self.store, config.cache_ttl,
-                                 functools.partial(instance_from_data, validated=True),
+        self.cache = RenderCache(self.store, config.cache_ttl, build_stored,
                                  static_vendor_data=load_static(config.vendordata_file),
                                  vendor_data2=vendor_data2, max_entries=config.cache_max_instances,
                                  refetch_on_expiry=bool(targets))
@@ -165,7 +174,7 @@ class MetadataService:
                 read_body: Callable[[int], bytes] | None) -> Reply:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO") or "/"
-        if not render and method not in READ:
+        if not render and method not in READ_METHODS:
             raise Fallback
         self.cache.refresh()
         if path.rstrip("/") == ident.TOKEN_PATH:
@@ -187,7 +196,7 @@ class MetadataService:
         if token is not None and not self.tokens.valid(token, uuid):
             return Reply(401, b"", instance_id=uuid, path_class="token")
         path_class = "openstack" if path.startswith("/openstack") else "ec2"
-        if method not in READ:
+        if method not in READ_METHODS:
             answer = entry.tree.lookup(path, method)
             if answer.password and method == "POST":
                 assert read_body is not None
@@ -222,7 +231,7 @@ class MetadataService:
         entry = self._entry(uuid, render)
         if entry is None:
             raise ident.Refusal(404, "Not Found")
-        if tenant is not None and (entry.project_id or "") != tenant:  # no project: the agent sends ""
+        if tenant is not None and entry.project_id != tenant:  # no project: the agent sends ""
             log.warning("%s tenant %r does not own instance %s", environ["configdrive.request_id"], tenant, uuid)
             raise ident.Refusal(404, "Not Found")
         return uuid, entry
