@@ -135,7 +135,6 @@ def crawl_main(spec_file: str) -> None:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from metadata_content.server import haproxy
     from metadata_content.server import lab as labmod
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -175,12 +174,11 @@ def main() -> int:
         # (b) the ceiling: the same haproxy, reloaded onto a constant responder
         constant(env, lab_dir, ["--uds", constant_sock, "--workers", str(args.agent_workers)])
         labmod._wait(lambda: labmod._unix_open(constant_sock), "the constant responder")
-        files = haproxy.ProxyFiles(lab_dir, state["network_id"])
-        haproxy.start(state["dhcp_ns"], files, haproxy.render(constant_sock, network_id=state["network_id"]))
+        labmod.start_proxy(state, "dhcp", socket_path=constant_sock)
         time.sleep(0.5)
         for c in (16, 64):
             results[f"ceiling_c{c}"] = wrk(g0, url, c, args.seconds)
-        haproxy.start(state["dhcp_ns"], files, haproxy.render(state["socket"], network_id=state["network_id"]))
+        labmod.start_proxy(state, "dhcp")
         time.sleep(0.5)
         for c in (16, 64):
             chain, ceiling = results[f"chain_c{c}"], results[f"ceiling_c{c}"]

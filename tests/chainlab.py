@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from metadata_content.server import lab as labmod
-from metadata_content.server import netns
+from metadata_content.server import netns, processes
 
 TOOLS = ("ip", "haproxy", "dnsmasq", "iptables-restore", "iptables", "busybox", "curl", "ss", "setpriv")
 
@@ -26,12 +26,13 @@ def require_chain_tools() -> None:
 
 
 def assert_gone(state: dict[str, Any]) -> None:
-    """Nothing the lab made is left: namespaces, processes, links, files."""
+    """Nothing the lab made is left: namespaces (and so every link: all live in them),
+    processes (by the lab's marker, and by the pids it recorded), files."""
     left_ns = [ns for ns in state["namespaces"] if netns.ns_exists(ns)]
     assert not left_ns, f"namespaces left behind: {left_ns}"
     assert not labmod.lab_pids(state["dir"]), "processes left behind"
-    host_links = netns.links()
-    assert not [name for name in host_links if name.startswith(("g0", "tap-dhcp", "qr-lab"))]
+    left = {name: pid for name, pid in state.get("processes", {}).items() if processes.alive(pid)}
+    assert not left, f"recorded processes left behind: {left}"
     assert not Path(state["dir"]).exists()
 
 

@@ -371,6 +371,41 @@ def test_socket_mode_and_backlog(agent: str, env: dict[str, Any], upstream: Reco
     assert not os.path.exists(sock)
 
 
+def test_costly_change_checks_are_throttled(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where asking the store "anything changed?" costs a thread hop (PostgreSQL), the
+    agent asks at most once per cache.POLL_INTERVAL, as the render cache; else every time."""
+    import asyncio
+
+    from metadata_content.server import cache
+    from metadata_content.server.agent import PortIndex
+
+    class Watcher:
+        cheap = False
+        polls = 0
+
+        def poll(self) -> list[str]:
+            self.polls += 1
+            return []
+
+    monkeypatch.setattr(cache, "POLL_INTERVAL", 600.0)  # no second poll within the test
+    store = Store(data_dir=env["data"])
+    try:
+        ports = PortIndex(store, ttl=5.0)
+        ports.watcher = watcher = Watcher()  # type: ignore[assignment]
+
+        async def refresh(times: int) -> None:
+            for _ in range(times):
+                await ports.refresh()
+
+        asyncio.run(refresh(5))
+        assert watcher.polls == 1
+        watcher.cheap = True
+        asyncio.run(refresh(5))
+        assert watcher.polls == 6
+    finally:
+        store.close()
+
+
 def test_guest_address_parsing() -> None:
     assert guest_address("10.0.0.1") == ("10.0.0.1", None)
     assert guest_address("1.2.3.4, 10.0.0.1") == ("10.0.0.1", None)
@@ -395,6 +430,7 @@ def test_haproxy_configuration() -> None:
     rtr = haproxy.render("/run/a.sock", router_id="r-1", rate_limit=haproxy.RateLimit.parse("10/5"))
     assert "bind 0.0.0.0:9697" in rtr and "del-header X-Neutron-Network-ID" in rtr
     assert "set-header X-Neutron-Router-ID r-1" in rtr and "deny_status 429" in rtr and "gt 10" in rtr
+    assert "stick-table type ipv6 " in rtr  # IPv4 and IPv6 guests alike
     for text in (net, rtr):
         path = Path(f"/tmp/cd-haproxy-check-{os.getpid()}.cfg")
         path.write_text(text)

@@ -61,3 +61,25 @@ def test_start_reload_stop_in_a_namespace(tmp_path: Path) -> None:
     finally:
         netns.ns_del(ns)
     assert not os.path.exists(f"/run/netns/{ns}")
+
+
+def test_rate_limit_counts_ipv4_and_ipv6_sources(tmp_path: Path) -> None:
+    """One stick table holds both families (IPv4 as ::ffff:a.b.c.d): a guest reaching
+    the proxy over IPv6 is limited too. No agent behind it: 503 until the limit, then 429."""
+    require_chain_tools()
+    net = f"cdtest-{secrets.token_hex(3)}"
+    ns = f"qdhcp-{net}"
+    netns.ns_add(ns)
+    files = haproxy.ProxyFiles(tmp_path / "proxy", net)
+    try:
+        netns.add_address(ns, "lo", "169.254.169.254/32")
+        text = haproxy.render(str(tmp_path / "agent.sock"), network_id=net, bind_v6="[::1]:80",
+                              rate_limit=haproxy.RateLimit(3, 30))
+        haproxy.start(ns, files, text)
+        for url in ("http://169.254.169.254/", "http://[::1]/"):
+            codes = [netns.run("curl", "-g", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                               url, netns=ns, check=False).stdout for _ in range(5)]
+            assert codes[:3] == ["503"] * 3 and codes[3:] == ["429"] * 2, (url, codes)
+    finally:
+        haproxy.stop(files)
+        netns.ns_del(ns)

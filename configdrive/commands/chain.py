@@ -133,11 +133,12 @@ def proxy_config(**opts: Any) -> None:
 def proxy_start(netns: str | None, state_dir: str, **opts: Any) -> None:
     """Start haproxy in a namespace, or reload it gracefully if its configuration changed."""
     from metadata_content.server import haproxy
+    from metadata_content.server.netns import ns_exists
 
     text = _render(**opts)
     ident = opts["network_id"] or opts["router_id"]
     ns = netns or (f"qdhcp-{ident}" if opts["network_id"] else f"qrouter-{ident}")
-    if not os.path.exists(f"/run/netns/{ns}"):
+    if not ns_exists(ns):
         click.echo(f"error: no network namespace {ns}", err=True)
         sys.exit(EXIT_FAILURE)
     try:
@@ -269,13 +270,11 @@ def lab_down(lab_dir: str | None) -> None:
 
 
 def _doctor_store(config_file: str | None, data_dir: str | None, store_url: str | None,
-                  lab_dir: Path) -> tuple[str | None, str | None]:
-    """(store URL, data dir) for a --netns walk. Options win; without any, a lab's own
-    store comes before the environment's, which describes a deployment, not the lab
+                  lab: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """(store URL, data dir) for a --netns walk. Options win; without any, the *lab*'s
+    own store comes before the environment's, which describes a deployment, not the lab
     ((None, None) lets diagnose_netns take it)."""
-    from metadata_content.server.doctor import lab_state
-
-    if not (config_file or data_dir or store_url) and lab_state(lab_dir) is not None:
+    if not (config_file or data_dir or store_url) and lab is not None:
         return None, None
     config = config_or_exit(config_file, data_dir=data_dir, store_url=store_url)
     return config.store_url, config.data_dir
@@ -293,7 +292,7 @@ def doctor(netns: str | None, use_lab: bool, lab_dir: str | None, socket_path: s
 
     With --netns the store is the options' (or --config's), else the lab's, else the
     environment's: it must be the agent's, or the instance hop reports a wrong answer."""
-    from metadata_content.server.doctor import diagnose_lab, diagnose_netns
+    from metadata_content.server.doctor import diagnose_lab, diagnose_netns, lab_state
 
     if bool(netns) == bool(use_lab):
         click.echo("error: give --netns NAME or --lab", err=True)
@@ -301,9 +300,9 @@ def doctor(netns: str | None, use_lab: bool, lab_dir: str | None, socket_path: s
     if use_lab:
         results = diagnose_lab(_lab_dir(lab_dir))
     else:
-        url, where = _doctor_store(config_file, data_dir, store_url, _lab_dir(lab_dir))
-        results = [diagnose_netns(netns, socket_path=socket_path, data_dir=where,
-                                  lab_dir=_lab_dir(lab_dir), store_url=url)]
+        state = lab_state(_lab_dir(lab_dir))
+        url, where = _doctor_store(config_file, data_dir, store_url, state)
+        results = [diagnose_netns(netns, socket_path=socket_path, data_dir=where, lab=state, store_url=url)]
     ok = True
     for name, steps in results:
         click.echo(f"{name}:")

@@ -138,11 +138,14 @@ class PortIndex:
     """
 
     def __init__(self, store: Any, ttl: float, threads: int = 4):
+        from metadata_content.server.cache import POLL_INTERVAL
         from metadata_content.store import ChangeWatcher
 
         self.store = store
         self.ttl = ttl
         self.watcher = ChangeWatcher(store)
+        self._poll_interval = POLL_INTERVAL
+        self._next_poll = 0.0
         self._cache: dict[tuple[str, ...], tuple[float, Any]] = {}
         self._generation = 0  # moves whenever the cache is dropped
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
@@ -160,10 +163,17 @@ class PortIndex:
         return value
 
     async def refresh(self) -> None:
-        """Drop every cached lookup if the store changed (a microsecond on SQLite)."""
+        """Drop every cached lookup if the store changed. A cheap check (SQLite's -shm
+        map, a microsecond) runs every request; a costly one (PostgreSQL, SQLite without
+        the map: a thread hop and a system call) at most once per cache.POLL_INTERVAL,
+        as the render cache does."""
         if self.watcher.cheap:
             changed = self.watcher.poll()
         else:
+            now = time.monotonic()
+            if now < self._next_poll:
+                return
+            self._next_poll = now + self._poll_interval
             changed = await asyncio.get_running_loop().run_in_executor(self._pool, self.watcher.poll)
         if changed != []:
             self._cache.clear()

@@ -178,13 +178,12 @@ def lab_state(lab_dir: Path | None) -> dict[str, Any] | None:
 
 
 def diagnose_netns(ns: str, socket_path: str | None, data_dir: str | None,
-                   lab_dir: Path | None = None, store_url: str | None = None) -> tuple[str, list[Step]]:
-    """One guest namespace; the socket and store default to the lab's, if there is one."""
-    state = lab_state(lab_dir) if socket_path is None or not (data_dir or store_url) else None
-    if state is not None:
-        socket_path = socket_path or state["socket"]
+                   lab: dict[str, Any] | None = None, store_url: str | None = None) -> tuple[str, list[Step]]:
+    """One guest namespace; the socket and store default to the *lab*'s (its state), if given."""
+    if lab is not None:
+        socket_path = socket_path or lab["socket"]
         if not (data_dir or store_url):
-            data_dir = state["data_dir"]
+            data_dir = lab["data_dir"]
     return ns, walk(ns, socket_path or DEFAULT_SOCKET, data_dir, store_url)
 
 

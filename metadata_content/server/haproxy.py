@@ -46,10 +46,12 @@ class RateLimit:
 
 def render(socket_path: str, *, network_id: str | None = None, router_id: str | None = None,
            bind: str | None = None, bind_v6: str | None = None, bind_v6_interface: str | None = None,
-           rate_limit: RateLimit | None = None, ipv6_source: bool = False) -> str:
+           rate_limit: RateLimit | None = None) -> str:
     """The haproxy configuration for one network's or router's proxy.
 
     *bind* defaults to 169.254.169.254:80 for a network, 0.0.0.0:9697 for a router.
+    The rate-limit table is ``type ipv6`` whatever the binds: it also keeps IPv4
+    sources (as ::ffff:a.b.c.d), while a ``type ip`` table never tracks IPv6 guests.
     """
     if bool(network_id) == bool(router_id):
         raise ValueError("give exactly one of a network id or a router id")
@@ -79,10 +81,9 @@ def render(socket_path: str, *, network_id: str | None = None, router_id: str | 
         "",
     ]
     if rate_limit:
-        table = "ipv6" if ipv6_source else "ip"
         lines += [
             "backend rate_limiter",
-            f"    stick-table type {table} size 10k expire {rate_limit.seconds}s "
+            f"    stick-table type ipv6 size 10k expire {rate_limit.seconds}s "
             f"store http_req_rate({rate_limit.seconds}s)",
             "",
         ]

@@ -220,7 +220,7 @@ def _load_specs(specs_dir: Path) -> list[dict[str, Any]]:
 
 def up(lab_dir: Path, guests: int = 2, mode: str = "both", cidr: str = "10.99.0.0/24",
        specs_dir: Path | None = None, api_workers: int = 1, agent_workers: int = 1,
-       agent_timeout: float = 30.0, dhcp: bool = True) -> dict[str, Any]:
+       agent_timeout: float = 30.0) -> dict[str, Any]:
     """Build the whole chain and return its state. On failure everything is removed."""
     if mode not in MODES:
         raise LabError(f"mode must be one of {', '.join(MODES)}")
@@ -254,7 +254,7 @@ def up(lab_dir: Path, guests: int = 2, mode: str = "both", cidr: str = "10.99.0.
     state["router_ns"] = f"qrouter-{state['router_id']}"
     _save(state)
     try:
-        _build(state, guests, hosts, bases, api_workers, agent_workers, agent_timeout, dhcp)
+        _build(state, guests, hosts, bases, api_workers, agent_workers, agent_timeout)
     except BaseException:
         down(lab_dir)
         raise
@@ -271,7 +271,7 @@ def _require_tools() -> None:
 
 
 def _build(state: dict[str, Any], guests: int, hosts: list[Any], bases: list[dict[str, Any]] | None,
-           api_workers: int, agent_workers: int, agent_timeout: float, dhcp: bool) -> None:
+           api_workers: int, agent_workers: int, agent_timeout: float) -> None:
     lab_dir = Path(state["dir"])
     prefix_len = ipaddress.ip_network(state["cidr"]).prefixlen
     # created 0600 (never readable by others, not even between write and chmod)
@@ -305,19 +305,19 @@ def _build(state: dict[str, Any], guests: int, hosts: list[Any], bases: list[dic
     _record(state, "namespaces", sw)
     netns.ns_add(sw)
     netns.bridge(sw, "br0")
-    # DHCP namespace: port, metadata address, dnsmasq, haproxy
-    if state["mode"] in ("dhcp", "both") or dhcp:
-        ns = state["dhcp_ns"]
-        _plug(state, ns, "dhcp", "tap-dhcp")
-        netns.add_address(ns, "tap-dhcp", f"{state['dhcp_ip']}/{prefix_len}")
+    # DHCP namespace: port and dnsmasq in every mode (every guest takes a lease);
+    # the metadata addresses and haproxy only where guests reach metadata through it
+    ns = state["dhcp_ns"]
+    _plug(state, ns, "dhcp", "tap-dhcp")
+    netns.add_address(ns, "tap-dhcp", f"{state['dhcp_ip']}/{prefix_len}")
+    write_dhcp(state)
+    files = netns.DnsmasqFiles(lab_dir, state["network_id"])
+    state["processes"]["dnsmasq"] = netns.start_dnsmasq(
+        ns, "tap-dhcp", state["cidr"], files, env={LAB_ENV: state["dir"]})
+    _save(state)
+    if state["mode"] in ("dhcp", "both"):
         netns.add_address(ns, "tap-dhcp", f"{netns.METADATA_V4}/32")
         netns.add_address(ns, "tap-dhcp", f"{netns.METADATA_V6}/128")
-        write_dhcp(state)
-        files = netns.DnsmasqFiles(lab_dir, state["network_id"])
-        state["processes"]["dnsmasq"] = netns.start_dnsmasq(
-            ns, "tap-dhcp", state["cidr"], files, env={LAB_ENV: state["dir"]})
-        _save(state)
-    if state["mode"] in ("dhcp", "both"):
         start_proxy(state, "dhcp")
     # router namespace: gateway port, iptables, haproxy
     ns = state["router_ns"]
@@ -332,8 +332,7 @@ def _build(state: dict[str, Any], guests: int, hosts: list[Any], bases: list[dic
         _plug(state, guest["ns"], f"g{i}", "eth0", mac=guest["mac"])
     _wait(lambda: _tcp_open(api_port), "the metadata API")
     _wait(lambda: _unix_open(state["socket"]), "the metadata agent")
-    if dhcp:
-        leases(state)
+    leases(state)
     _save(state)
 
 
@@ -348,23 +347,18 @@ def _plug(state: dict[str, Any], ns: str, switch_end: str, ns_end: str, mac: str
 
 
 def write_dhcp(state: dict[str, Any]) -> None:
-    """dnsmasq's hosts from the store (MAC -> IP), tagged with each guest's metadata path."""
-    paths = {g["mac"]: g["path"] for g in state["guests"]}
+    """dnsmasq's hosts from the store (MAC -> IP) for the lab's guests, named by their
+    spec hostname (what meta_data says) and tagged with their metadata path."""
+    guests = {g["uuid"]: g for g in state["guests"]}
     with _lab_store(state) as store:
         ports = store.ports_on(state["network_id"])
-        names = {r.uuid: r.name for r in store.list()}
-    hosts = [netns.DhcpHost(mac, ip, _hostname(names.get(uid, "guest")),
-                            "router" if paths.get(mac) == "router" else "meta")
-             for mac, ip, uid in ports]
+    hosts = [netns.DhcpHost(mac, ip, guests[uid]["hostname"],
+                            "router" if guests[uid]["path"] == "router" else "meta")
+             for mac, ip, uid in ports if uid in guests]
     gateway = state["gateway"]
     dhcp_ip = state["dhcp_ip"] if state["mode"] in ("dhcp", "both") else None
     options = netns.dhcp_options(dhcp_ip or gateway, gateway)
     netns.write_dhcp_files(netns.DnsmasqFiles(Path(state["dir"]), state["network_id"]), hosts, options)
-
-
-def _hostname(name: str) -> str:
-    clean = "".join(c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-")
-    return clean[:63] or "guest"
 
 
 def start_api(state: dict[str, Any], wait: bool = True) -> int:
