@@ -27,7 +27,6 @@ from typing import Mapping
 BLOCK = 2048
 FILE_MODE = 0o100444
 DIR_MODE = 0o040555
-_MAX_RECORD = 255
 _MAX_DIR_DEPTH = 6
 _ER = (b"ER\xed\x01\x0a\x54\x87\x01RRIP_1991A"
        b"THE ROCK RIDGE INTERCHANGE PROTOCOL PROVIDES SUPPORT FOR POSIX FILE SYSTEM SEMANTICS"
@@ -70,13 +69,15 @@ def _joliet_len(node: _Node) -> int:
 
 
 def supported(dirs: list[tuple[str, str, str]], files: list[tuple[str, str, str, str]]) -> bool:
-    """True when every record fits without Rock Ridge continuation areas or relocation."""
-    for iso, rr, joliet, *_ in (*dirs, *files):
-        if not rr.isascii() or len(rr) > 64:
-            return False
-        name = iso.rsplit("/", 1)[1]
-        if _pad(_pad(33 + len(name)) + _RR_FIXED + 5 + len(rr)) + _CE > _MAX_RECORD:
-            return False
+    """True when every record fits without Rock Ridge continuation areas or relocation.
+
+    Names of at most 64 ASCII characters are what guarantee no continuation
+    area: with :func:`configdrive.iso._layout`'s primary names (at most 31
+    characters + ``;1``) the longest record, even with a CE entry, is 230 bytes,
+    below the 255 a directory record may hold.
+    """
+    if not all(rr.isascii() and len(rr) <= 64 for _iso, rr, *_ in (*dirs, *files)):
+        return False
     return all(iso.count("/") <= _MAX_DIR_DEPTH for iso, _rr, _joliet in dirs)
 
 

@@ -139,11 +139,6 @@ def geometry(size: int) -> Geometry:
     raise VfatError(f"no FAT layout fits {size} bytes")
 
 
-def volume_id(epoch: int) -> int:
-    """DOS date and time of the epoch (UTC) as the 32-bit volume serial."""
-    return _serial(_dos_datetime(epoch))
-
-
 def _serial(stamp: tuple[int, int]) -> int:
     """The volume serial of a (DOS date, DOS time) stamp: the entries' stamp, so they agree."""
     date, clock = stamp

@@ -69,13 +69,16 @@ def prepare_images_dir(path: Path) -> Path:
     return path.resolve()
 
 
-def build_image(instance: "Instance", fmt: str, path: Path) -> None:
-    """Render the drive through the content model and write it atomically, mode 0644."""
-    from configdrive.build import drive_files, source_date_epoch, write_image_file
+def build_image(instance: "Instance", fmt: str, path: Path, *, epoch: int | None = None) -> None:
+    """Render the drive through the content model and write it atomically, mode 0644.
+
+    ``epoch`` dates every file (None: now); the caller reads and checks
+    SOURCE_DATE_EPOCH, so a bad value is refused before anything is touched.
+    """
+    from configdrive.build import drive_files, write_image_file
 
     # mode 0644: qemu reads it even where libvirt does not chown
-    write_image_file(drive_files(instance), path, fmt, force=False, epoch=source_date_epoch(),
-                     mode=0o644)
+    write_image_file(drive_files(instance), path, fmt, force=False, epoch=epoch, mode=0o644)
 
 
 def our_images(images_dir: Path, domain_uuid: str) -> list[Path]:
@@ -103,14 +106,14 @@ def _define(dom: "libvirt.virDomain", xml: str) -> None:
 
 
 def attach(dom: "libvirt.virDomain", instance: "Instance", fmt: str, images_dir: Path,
-           target: str | None = None) -> Outcome:
-    """Give ``dom`` exactly one config drive holding ``instance``, fresh."""
+           target: str | None = None, *, epoch: int | None = None) -> Outcome:
+    """Give ``dom`` exactly one config drive holding ``instance``, fresh (dated ``epoch``)."""
     root = devices.parse(_inactive_xml(dom))
     had = devices.find_drive(root)
     placement = devices.place(root, fmt, target)  # refuse a bad target before building
     image = images_dir / f"{dom.UUIDString()}.{secrets.token_hex(4)}{FORMATS[fmt]}"
     try:
-        build_image(instance, fmt, image)
+        build_image(instance, fmt, image, epoch=epoch)
         devices.insert_drive(root, str(image), placement)
         _define(dom, devices.tostring(root))
     except BaseException:

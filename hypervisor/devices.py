@@ -294,20 +294,11 @@ def _drop_our_unused_controller(root: ET.Element) -> None:
             devices.remove(ctrl)
 
 
-def with_drive(domain_xml: str, image: str, fmt: str,
-               target: str | None = None) -> tuple[str, Placement]:
-    """Domain XML with our drive (added, or replaced in place) pointing at ``image``."""
-    root = parse(domain_xml)
-    placement = place(root, fmt, target)
-    insert_drive(root, image, placement)
-    return tostring(root), placement
-
-
 def insert_drive(root: ET.Element, image: str, placement: Placement) -> None:
-    """Put our drive at an already chosen ``placement`` into ``root`` (in place).
+    """Put our drive (added, or replacing ours in place) at ``placement`` into ``root``.
 
-    Split from :func:`with_drive` so a caller that placed the drive before
-    building the image edits the same parsed tree instead of parsing again.
+    The placement is chosen first (:func:`place`) so a bad target is refused
+    before the image is built, and the same parsed tree is edited.
     """
     devices = root.find("devices")
     if devices is None:

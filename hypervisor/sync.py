@@ -45,16 +45,19 @@ def store_lookup(store: "Store") -> Lookup:
 
 
 def sync(conn: "libvirt.virConnect", lookup: Lookup, *, force: bool, images_dir: Path,
-         fmt: str = "iso9660", dry_run: bool = False) -> list[Result]:
-    """Apply the policy to every domain on ``conn``; one Result per domain, by name."""
+         fmt: str = "iso9660", dry_run: bool = False, epoch: int | None = None) -> list[Result]:
+    """Apply the policy to every domain on ``conn``; one Result per domain, by name.
+
+    ``epoch`` dates the new drives (None: now), as in :func:`hypervisor.attach.attach`.
+    """
     results = []
     for dom in sorted(conn.listAllDomains(), key=lambda d: d.name()):
-        results.append(_one(dom, lookup, force, images_dir, fmt, dry_run))
+        results.append(_one(dom, lookup, force, images_dir, fmt, dry_run, epoch))
     return results
 
 
 def _one(dom: "libvirt.virDomain", lookup: Lookup, force: bool, images_dir: Path,
-         fmt: str, dry_run: bool) -> Result:
+         fmt: str, dry_run: bool, epoch: int | None) -> Result:
     import libvirt
 
     from metadata_content.errors import SpecError
@@ -80,7 +83,7 @@ def _one(dom: "libvirt.virDomain", lookup: Lookup, force: bool, images_dir: Path
     if dry_run:
         return Result(name, uuid, "drive", f"would attach {fmt} ({decision.reason})")
     try:
-        outcome = attach.attach(dom, instance, fmt, images_dir)
+        outcome = attach.attach(dom, instance, fmt, images_dir, epoch=epoch)
     except HypervisorError as err:
         return Result(name, uuid, "failed", str(err))
     except (OSError, ValueError) as err:  # image could not be written (disk full, too big)

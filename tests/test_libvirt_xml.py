@@ -20,6 +20,7 @@ import pytest
 
 import libvirt  # libvirt-python, in the test extra: a missing module fails, never skips
 
+from conftest import run_cli
 from hypervisor import PlacementError, attach, devices
 from hypervisor.connection import open_connection
 from metadata_content import load_instance
@@ -289,3 +290,30 @@ def test_build_never_imports_libvirt(tmp_path: Path) -> None:
                            str(tmp_path / "d.iso")], capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
     assert (tmp_path / "d.iso").stat().st_size > 0
+
+
+# -- bad input on the command line: one line, exit 2, nothing touched (no daemon needed) ----
+
+
+def test_overlong_instance_ref_is_bad_input(tmp_path: Path) -> None:
+    """A name the OS refuses to stat (ENAMETOOLONG) is neither a spec file nor an ID."""
+    ref = "a" * 300
+    proc = run_cli("attach", "--domain", "test", "--instance", ref, "--connect", "test:///default",
+                   "--images-dir", str(tmp_path / "images"))
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert err == f"error: --instance {ref}: no such spec file, and not an instance ID\n"
+    assert not (tmp_path / "images").exists()
+
+
+def test_bad_source_date_epoch_is_bad_input(tmp_path: Path) -> None:
+    """Refused up front with exit 2, as `build` does - not a build failure (1) per domain."""
+    spec = str(ROOT / "samples" / "minimal.yaml")
+    for args in (["attach", "--domain", "test", "--instance", spec],
+                 ["sync", "--data-dir", str(tmp_path / "data")]):
+        proc = run_cli(*args, "--connect", "test:///default", "--images-dir", str(tmp_path / "images"),
+                       env={"SOURCE_DATE_EPOCH": "abc"})
+        err = proc.stderr.decode()
+        assert proc.returncode == 2, err
+        assert err == "error: SOURCE_DATE_EPOCH must be a non-negative integer, not 'abc'\n"
+        assert not (tmp_path / "images").exists() and not (tmp_path / "data").exists()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -19,6 +19,12 @@ if TYPE_CHECKING:  # pragma: no cover
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+
+
+def fail(status: int, message: str) -> NoReturn:
+    """End a command on a user-facing error: ``error: message`` on stderr, exit ``status``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
 
 
 def load_or_exit(spec: Path) -> "Instance":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
+from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, fail
 
 
 def _classify(err: BaseException) -> tuple[int, str]:
@@ -76,9 +76,9 @@ def build(instances: tuple[Path, ...], more: tuple[Path, ...], fmt: str,
             raise builder.BadInput("no instance specs found")
         jobs = builder.plan(specs, Path(output) if output is not None else None, fmt, batch)
     except builder.BadInput as err:
-        raise SystemExit(_fail(EXIT_BAD_INPUT, str(err)))
+        fail(EXIT_BAD_INPUT, str(err))
     except OSError as err:  # e.g. a spec or -o below a directory we may not search
-        raise SystemExit(_fail(*_classify(err)))
+        fail(*_classify(err))
     with terminate_as_exception():
         try:
             if not batch:
@@ -104,17 +104,12 @@ def _check_vfat_size(fmt: str, size: int) -> None:
         raise BadInput(f"--size: {err}") from None
 
 
-def _fail(status: int, message: str) -> int:
-    click.echo(f"error: {message}", err=True)
-    return status
-
-
 def _single(job, fmt: str, size: int | None, epoch: int | None, force: bool) -> None:
     from configdrive.build import build_one
     try:
         written = build_one(job, fmt, size=size, epoch=epoch, force=force)
     except Exception as err:  # classified below; unknown errors re-raise
-        raise SystemExit(_fail(*_classify(err)))
+        fail(*_classify(err))
     click.echo(f"{job.output} ({fmt}, {written} bytes)")
 
 
@@ -172,13 +167,13 @@ def inspect(image: Path, as_json: bool, extract: Path | None) -> None:
     try:
         drive = reader.read_drive(image)
     except reader.NotADrive as err:
-        raise SystemExit(_fail(EXIT_BAD_INPUT, str(err)))
+        fail(EXIT_BAD_INPUT, str(err))
     report = reader.validate(drive)
     if extract is not None:
         try:
             reader.extract(drive, extract)
         except (OSError, ValueError) as err:
-            raise SystemExit(_fail(EXIT_BAD_INPUT, f"cannot extract to {extract}: {err}"))
+            fail(EXIT_BAD_INPUT, f"cannot extract to {extract}: {err}")
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

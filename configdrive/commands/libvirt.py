@@ -11,22 +11,18 @@ import os
 import sys
 import uuid as uuidlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, open_store
+from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, fail, load_or_exit, open_store
+from configdrive.commands.service import with_store_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
     from metadata_content.store import Store
 
 IMAGES_ENV = "CONFIGDRIVE_LIBVIRT_IMAGES_DIR"
-
-
-def _fail(status: int, message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(status)
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,11 +34,6 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="libvirt URI (default: LIBVIRT_DEFAULT_URI, then qemu:///system).")(fn)
 
 
-def _store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    from configdrive.commands.service import with_store_options
-    return with_store_options(fn)
-
-
 def _images_dir(given: Path | None, data_dir: str | None) -> Path:
     """--images-dir, its env, else <data dir>/images (default_images_dir reads CONFIGDRIVE_DATA)."""
     from hypervisor.attach import default_images_dir, prepare_images_dir
@@ -52,28 +43,40 @@ def _images_dir(given: Path | None, data_dir: str | None) -> Path:
     return prepare_images_dir(path)
 
 
+def _epoch() -> int | None:
+    """SOURCE_DATE_EPOCH, read before anything is touched: a bad one is bad input (2), as in build."""
+    from configdrive.build import BadInput, source_date_epoch
+    try:
+        return source_date_epoch()
+    except BadInput as err:
+        fail(EXIT_BAD_INPUT, str(err))
+
+
+def _is_file(ref: str) -> bool:
+    """Path.is_file, except that a name the OS refuses (e.g. too long) is simply not a file."""
+    try:
+        return Path(ref).is_file()
+    except OSError:
+        return False
+
+
 def _resolve_instance(ref: str, store: Callable[[], "Store"]) -> "Instance":
     """A spec file path, else the uuid of an instance registered in the store."""
     from metadata_content.errors import SpecError
-    from metadata_content.spec import load_instance
-    if Path(ref).is_file():
-        try:
-            return load_instance(ref)
-        except SpecError as err:
-            click.echo(err.render(), err=True)
-            _fail(EXIT_BAD_INPUT, "invalid instance spec; nothing was changed")
+    if _is_file(ref):
+        return load_or_exit(Path(ref))
     try:
         uuid = str(uuidlib.UUID(ref))
     except ValueError:
-        _fail(EXIT_BAD_INPUT, f"--instance {ref}: no such spec file, and not an instance ID")
+        fail(EXIT_BAD_INPUT, f"--instance {ref}: no such spec file, and not an instance ID")
     from hypervisor.sync import store_lookup
     try:
         instance = store_lookup(store())(uuid)
     except SpecError as err:
-        _fail(EXIT_BAD_INPUT, f"registered instance {uuid} is invalid: {err}")
+        fail(EXIT_BAD_INPUT, f"registered instance {uuid} is invalid: {err}")
     if instance is None:
-        _fail(EXIT_BAD_INPUT, f"--instance {ref}: no such spec file, and no instance with "
-                              f"that ID in the store ('configdrive instances list')")
+        fail(EXIT_BAD_INPUT, f"--instance {ref}: no such spec file, and no instance with "
+                             f"that ID in the store ('configdrive instances list')")
     return instance
 
 
@@ -83,11 +86,11 @@ def _run(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except HypervisorError as err:
-        _fail(err.exit_code, str(err))
+        fail(err.exit_code, str(err))
     except Exception as err:  # libvirt refused mid-way (e.g. the domain went away): one line
         lv = sys.modules.get("libvirt")
         if lv is not None and isinstance(err, lv.libvirtError):
-            _fail(EXIT_FAILURE, f"libvirt: {err.get_error_message()}")
+            fail(EXIT_FAILURE, f"libvirt: {err.get_error_message()}")
         raise
 
 
@@ -101,7 +104,7 @@ def _run(fn: Callable[[], Any]) -> Any:
 @click.option("--target", metavar="DEV",
               help="Target device name (e.g. hdc, sdb); default: the first free one.")
 @_common
-@_store_options
+@with_store_options
 def attach(domain: str, instance_ref: str, fmt: str, target: str | None, connect: str | None,
            images_dir: Path | None, config_file: str | None, data_dir: str | None,
            store_url: str | None) -> None:
@@ -115,6 +118,7 @@ def attach(domain: str, instance_ref: str, fmt: str, target: str | None, connect
     from hypervisor import attach as attaching
     from hypervisor.connection import lookup_domain, open_connection
 
+    epoch = _epoch()
     instance = _resolve_instance(instance_ref, lambda: open_store(config_file, data_dir, store_url))
     conn = _run(lambda: open_connection(connect))
     dom = _run(lambda: lookup_domain(conn, domain))
@@ -123,9 +127,9 @@ def attach(domain: str, instance_ref: str, fmt: str, target: str | None, connect
         click.echo(f"note: instance {instance.uuid} differs from domain uuid {dom.UUIDString()}; "
                    f"'configdrive sync' matches them by uuid", err=True)
     try:
-        outcome = _run(lambda: attaching.attach(dom, instance, fmt, folder, target))
+        outcome = _run(lambda: attaching.attach(dom, instance, fmt, folder, target, epoch=epoch))
     except (OSError, ValueError) as err:
-        _fail(EXIT_FAILURE, f"cannot build the drive: {err}; nothing was changed")
+        fail(EXIT_FAILURE, f"cannot build the drive: {err}; nothing was changed")
     click.echo(outcome.line())
 
 
@@ -155,7 +159,7 @@ def detach(domain: str, connect: str | None, images_dir: Path | None, data_dir: 
                    "(default: env CONFIGDRIVE_LIBVIRT_FORCE_CONFIG_DRIVE, then off).")
 @click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing.")
 @_common
-@_store_options
+@with_store_options
 def sync(fmt: str, force: bool | None, dry_run: bool, connect: str | None,
          images_dir: Path | None, config_file: str | None, data_dir: str | None,
          store_url: str | None) -> None:
@@ -173,12 +177,13 @@ def sync(fmt: str, force: bool | None, dry_run: bool, connect: str | None,
     from hypervisor.sync import store_lookup
     from hypervisor.sync import sync as run_sync
 
+    epoch = _epoch()
     forced = _run(lambda: policy.force_setting(force, config_file))
     store = open_store(config_file, data_dir, store_url)
     conn = _run(lambda: open_connection(connect))
     folder = _run(lambda: _images_dir(images_dir, data_dir))
     results = _run(lambda: run_sync(conn, store_lookup(store), force=forced, images_dir=folder,
-                                    fmt=fmt, dry_run=dry_run))
+                                    fmt=fmt, dry_run=dry_run, epoch=epoch))
     for result in results:
         click.echo(result.line())
     counts = {s: sum(r.status == s for r in results) for s in ("drive", "http", "ignored", "failed")}
