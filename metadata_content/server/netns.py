@@ -82,10 +82,6 @@ def ns_del(name: str) -> None:
     ip("netns", "del", name, check=False)
 
 
-def links(netns: str | None = None) -> list[str]:
-    return [entry["ifname"] for entry in ip_json("link", "show", netns=netns)]
-
-
 def bridge(netns: str, name: str) -> None:
     ip("link", "add", name, "type", "bridge", netns=netns)
     ip("link", "set", name, "up", netns=netns)
