@@ -94,7 +94,7 @@ def make_specs(count: int) -> list[tuple[dict[str, Any], Any]]:
         data = json.loads(json.dumps(base))
         uid = str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"bench-{i}"))
         data.update(uuid=uid, hostname=f"vm-{i}", name=f"vm-{i}", nics=[{
-            "name": "eth0", "mac": "fa:16:3e:%02x:%02x:%02x" % (i >> 16 & 255, i >> 8 & 255, i & 255),
+            "name": "eth0", "mac": f"fa:16:3e:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
             "mtu": 1450, "network_id": base["nics"][0]["network_id"],
             "subnets": [{"cidr": "10.0.0.0/16", "ip": f"10.0.{i // 250 + 1}.{i % 250 + 2}", "gateway": "10.0.0.1",
                          "dns": ["10.0.0.2"]}]}])
@@ -193,7 +193,8 @@ def miss_and_hit(url: str, uuids: list[str]) -> tuple[float, float]:
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     times: dict[str, list[float]] = {"miss": [], "hit": []}
     for uid in uuids:
-        headers = {"X-Instance-ID": uid, "X-Tenant-ID": PROJECT, "X-Instance-ID-Signature": sign_instance_id(SECRET, uid)}
+        headers = {"X-Instance-ID": uid, "X-Tenant-ID": PROJECT,
+                   "X-Instance-ID-Signature": sign_instance_id(SECRET, uid)}
         for kind in ("miss", "hit"):
             started = time.perf_counter()
             conn.request("GET", "/openstack/latest/meta_data.json", headers=headers)
@@ -339,7 +340,7 @@ def memory(tmp: Path, count: int, secret: Path) -> None:
         for t in threads:
             t.join()
         full = worker_rss(proc.pid)
-    per = [(b - a) / 1024 for a, b in zip(idle, full)]
+    per = [(b - a) / 1024 for a, b in zip(idle, full, strict=False)]
     print(f"memory per worker: idle {statistics.mean(idle) / 1024:.0f} MiB, with {count} instances rendered "
           f"{statistics.mean(full) / 1024:.0f} MiB (+{statistics.mean(per):.0f} MiB, "
           f"{statistics.mean(per) * 1024 * 1024 / count / 1024:.1f} KiB per instance)")

@@ -26,8 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -63,6 +63,7 @@ def write_tree(files: dict[str, bytes], root: Path) -> None:
 def batch_specs(spec: Path, count: int, where: Path) -> Path:
     """count copies of spec with distinct uuid and hostname (files/ shared)."""
     import uuid
+
     import yaml
     specs = where / "specs"
     specs.mkdir()
@@ -155,7 +156,7 @@ def main() -> None:
             batch_rates[fmt] = args.batch / (time.perf_counter() - start)
             shutil.rmtree(outdir)
         start = time.perf_counter()
-        for i in range(min(args.batch, 100)):
+        for _i in range(min(args.batch, 100)):
             sh("genisoimage", "-o", str(out), "-ldots", "-allow-lowercase", "-allow-multidot",
                "-l", "-publisher", "bench", "-quiet", "-J", "-r", "-V", "config-2", str(tree))
         nova_rate = min(args.batch, 100) / (time.perf_counter() - start)

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -42,7 +43,7 @@ CRAWL = ["/openstack", "/openstack/latest/meta_data.json", "/openstack/latest/ne
          "/2009-04-04/user-data"]
 
 
-def constant_app(environ, start_response):  # noqa: ANN001, ANN201 - WSGI
+def constant_app(environ, start_response):
     """The ceiling's upstream: answers every request with the same small body."""
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(CONSTANT)))])
     return [CONSTANT]
@@ -88,10 +89,8 @@ def crawl_main(spec_file: str) -> None:
     def one(ident: dict[str, str]) -> None:
         wrong = failed = count = 0
         notes = []
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             start.wait(timeout=60)
-        except threading.BrokenBarrierError:
-            pass
         for path in CRAWL:
             try:
                 conn = http.client.HTTPConnection("169.254.169.254", 80, timeout=60,
@@ -109,11 +108,9 @@ def crawl_main(spec_file: str) -> None:
                 failed += 1
                 notes.append(f"{ident['ip']} {path}: {resp.status}")
                 continue
-            if path.endswith("meta_data.json") and json.loads(body).get("uuid") != ident["uuid"]:
-                wrong += 1
-            elif path.endswith("local-ipv4") and body.decode() != ident["ip"]:
-                wrong += 1
-            elif path.endswith("/hostname") and not body.decode().startswith(ident["hostname"]):
+            if ((path.endswith("meta_data.json") and json.loads(body).get("uuid") != ident["uuid"])
+                    or (path.endswith("local-ipv4") and body.decode() != ident["ip"])
+                    or (path.endswith("/hostname") and not body.decode().startswith(ident["hostname"]))):
                 wrong += 1
         with lock:
             results["requests"] += count

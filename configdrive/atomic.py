@@ -19,8 +19,9 @@ import functools
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 
 TEMP_SUFFIX = ".cfgdrv-tmp"
 
@@ -59,7 +60,7 @@ def _link_via_proc(fd: int, target: Path) -> None:
     os.link(f"/proc/self/fd/{fd}", target, src_dir_fd=fd, follow_symlinks=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _libc() -> Any:
     import ctypes
     return ctypes.CDLL(None, use_errno=True)

@@ -138,7 +138,7 @@ def _looks_fat(head: bytes) -> bool:
     return bps in (512, 1024, 2048, 4096) and spc in (1, 2, 4, 8, 16, 32, 64, 128)
 
 
-def _fat_name(entry) -> str:
+def _fat_name(entry: Any) -> str:
     """Long name, else the 8.3 name with the NT lower-case flags applied."""
     from pyfatfs._exceptions import NotAnLFNEntryException
     try:
@@ -212,7 +212,7 @@ def _acyclic(follow):
     return chain
 
 
-def _read_chain(pf, entry) -> bytes:
+def _read_chain(pf: Any, entry: Any) -> bytes:
     size = entry.filesize
     if size == 0:
         return b""

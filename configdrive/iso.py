@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import BinaryIO, Mapping
+from collections.abc import Mapping
+from typing import BinaryIO
 
 VOLUME_ID = "config-2"
 ALIGN = 4096

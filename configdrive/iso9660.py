@@ -21,8 +21,8 @@ import codecs
 import struct
 import time
 from collections import deque
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Mapping
 
 BLOCK = 2048
 FILE_MODE = 0o100444
@@ -40,9 +40,24 @@ _utf16 = codecs.getencoder("utf-16-be")  # Joliet names; looked up once, not per
 class _Node:
     """One directory or file, with its names in both trees and, later, its extents."""
 
-    __slots__ = ("iso", "joliet", "rr", "data", "parent", "children", "iso_children",
-                 "joliet_children", "extent", "joliet_extent", "blocks", "joliet_blocks", "links",
-                 "created", "dotdot", "joliet_dotdot")
+    __slots__ = (
+        "blocks",
+        "children",
+        "created",
+        "data",
+        "dotdot",
+        "extent",
+        "iso",
+        "iso_children",
+        "joliet",
+        "joliet_blocks",
+        "joliet_children",
+        "joliet_dotdot",
+        "joliet_extent",
+        "links",
+        "parent",
+        "rr",
+    )
 
     def __init__(self, iso: bytes, joliet: bytes, rr: bytes, data: bytes | None, parent: _Node | None):
         self.iso, self.joliet, self.rr, self.data, self.parent = iso, joliet, rr, data, parent
@@ -207,7 +222,8 @@ def _path_table(dirs: list[_Node], joliet: bool, big_endian: bool) -> bytes:
 
 
 def _pt_blocks(size: int) -> int:
-    return -(-(-(-size // BLOCK)) // 2) * 2
+    blocks = -(-size // BLOCK)  # rounded up
+    return (blocks + 1) // 2 * 2  # and up to an even count
 
 
 def _text(value: str, size: int, joliet: bool) -> bytes:
@@ -234,7 +250,7 @@ def write(dirs: list[tuple[str, str, str]], files: list[tuple[str, str, str, str
     out[17 * BLOCK:18 * BLOCK] = _descriptor(2, True, volume_id, publisher, layout.total,
                                              len(pts[2]), pt_at[2], pt_at[3], root_joliet, tm)
     out[18 * BLOCK:18 * BLOCK + 7] = b"\xffCD001\x01"  # set terminator
-    for table, at in zip(pts, pt_at):
+    for table, at in zip(pts, pt_at, strict=False):
         out[at * BLOCK:at * BLOCK + len(table)] = table
     tf = _tf(date)
     for d in iso_dirs:
@@ -300,11 +316,13 @@ def _dotdot_sizes(iso_dirs: list[_Node], joliet_dirs: list[_Node]) -> None:
     root.dotdot, root.joliet_dotdot = root.blocks, root.joliet_blocks
     for d in iso_dirs[1:]:
         p = d.parent
+        assert p is not None  # only the root has none
         if p.blocks > 1:  # a one-block parent never grew
             earlier = [c for c in p.iso_children if c.data is None and c.created <= d.created]
             d.dotdot = p.blocks if _blocks_for(_iso_record_lengths(p, earlier)) < p.blocks else 1
     for d in joliet_dirs[1:]:
         p = d.parent
+        assert p is not None
         if p.joliet_blocks > 1:
             earlier = [c for c in p.joliet_children if c.data is None and c.created <= d.created]
             at_creation = _blocks_for([34, 34] + [_joliet_len(c) for c in earlier])
@@ -350,8 +368,7 @@ def _joliet_dir_records(d: _Node, date: bytes) -> list[bytes]:
     records = [_record(b"\x00", d.joliet_extent, d.joliet_blocks * BLOCK, True, date),
                _record(b"\x01", parent.joliet_extent, d.joliet_dotdot * BLOCK, True, date)]
     for c in d.joliet_children:
-        is_dir = c.data is None
-        if is_dir:
+        if c.data is None:
             records.append(_record(c.joliet, c.joliet_extent, c.joliet_blocks * BLOCK, True, date))
         else:
             records.append(_record(c.joliet, c.extent if c.data else 0, len(c.data), False, date))

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import io
 import time
-from typing import BinaryIO, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
 
 import pycdlib
 from pycdlib import dates
@@ -34,7 +35,7 @@ from configdrive.iso9660 import BLOCK, DIR_MODE, FILE_MODE, vd_date
 _VD_MODIFICATION = 830
 
 
-def _records(vd) -> Iterator:
+def _records(vd: Any) -> Iterator[Any]:
     """Every directory record below a volume descriptor's root, dot entries included."""
     stack = [vd.root_dir_record]
     while stack:

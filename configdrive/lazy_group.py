@@ -7,6 +7,7 @@ command lives in its own module and is imported by name on demand.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
 
@@ -14,7 +15,7 @@ import click
 class LazyGroup(click.Group):
     """Maps command names to ``"module:attribute"`` strings, resolved lazily."""
 
-    def __init__(self, *args, lazy_commands: dict[str, str] | None = None, **kwargs):
+    def __init__(self, *args: Any, lazy_commands: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy_commands = dict(lazy_commands or {})
 

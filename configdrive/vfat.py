@@ -29,14 +29,15 @@ import posixpath
 import sys
 import time
 from array import array
+from collections.abc import Mapping, MutableSequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Mapping
+from typing import BinaryIO
 
+from pyfatfs._exceptions import PyFATException
 from pyfatfs.BootSectorHeader import FAT12BootSectorHeader, FAT32BootSectorHeader
 from pyfatfs.EightDotThree import EightDotThree
 from pyfatfs.FATDirectoryEntry import FATDirectoryEntry, make_lfn_entry
 from pyfatfs.FSInfo import FSInfo
-from pyfatfs._exceptions import PyFATException
 
 from configdrive.build import DEFAULT_VFAT_SIZE as DEFAULT_SIZE  # one constant; build stays pyfatfs-free
 
@@ -146,7 +147,7 @@ def _serial(stamp: tuple[int, int]) -> int:
 
 
 def _dos_datetime(epoch: int) -> tuple[int, int]:
-    t = _dt.datetime.fromtimestamp(max(epoch, 315532800), _dt.timezone.utc)
+    t = _dt.datetime.fromtimestamp(max(epoch, 315532800), _dt.UTC)
     date = ((min(t.year, 2107) - 1980) << 9) | (t.month << 5) | t.day
     return date, (t.hour << 11) | (t.minute << 5) | (t.second // 2)
 
@@ -157,7 +158,7 @@ class _Node:
 
     name: str
     data: bytes | None = None  # None for a directory
-    children: dict[str, "_Node"] = field(default_factory=dict)
+    children: dict[str, _Node] = field(default_factory=dict)
     entry: FATDirectoryEntry | None = None
     cluster: int = 0
     clusters: int = 0
@@ -190,8 +191,8 @@ def _short_name(name: str, taken: set[bytes]) -> tuple[EightDotThree, bool]:
     if EightDotThree.is_8dot3_conform(name):
         sfn.set_str_name(name)
         return sfn, False  # already in ``taken``
-    stem, dot, ext = name.upper().rpartition(".") if "." in name[1:] else (name.upper(), "", "")
-    keep = "".join(c if c.isascii() and c.isalnum() or c in "$%'-_@~`!(){}^#&" else "_"
+    stem, _dot, ext = name.upper().rpartition(".") if "." in name[1:] else (name.upper(), "", "")
+    keep = "".join(c if (c.isascii() and c.isalnum()) or c in "$%'-_@~`!(){}^#&" else "_"
                    for c in stem.replace(" ", "").replace(".", ""))
     ext = "".join(c if c.isascii() and c.isalnum() else "_" for c in ext)[:3]
     for i in range(1, 1000000):
@@ -243,6 +244,7 @@ def _special(name: bytes, cluster: int, stamp: tuple[int, int]) -> FATDirectoryE
 def _dir_size(node: _Node, is_root: bool) -> int:
     count = 1 if is_root else 2  # label, or "." and ".."
     for child in node.children.values():
+        assert child.entry is not None  # every node but the root has one
         lfn = child.entry.lfn_entry
         count += 1 + (len(lfn.lfn_entries) if lfn is not None else 0)
     return count * _ENTRY
@@ -260,6 +262,7 @@ def _allocate(node: _Node, geo: Geometry, next_free: int, is_root: bool) -> int:
         elif child.data:
             child.clusters = -(-len(child.data) // geo.cluster_bytes)
             child.cluster, next_free = next_free, next_free + child.clusters
+        assert child.entry is not None
         child.entry.set_cluster(child.cluster)
     if next_free - 2 > geo.clusters:
         raise VfatError(f"the drive files need {next_free - 2} clusters of "
@@ -274,7 +277,7 @@ def _dir_bytes(node: _Node, parent: int, stamp: tuple[int, int], is_root: bool,
     else:
         records = [bytes(_special(b".          ", node.cluster, stamp)),
                    bytes(_special(b"..         ", parent, stamp))]
-    records += [bytes(child.entry) for child in node.children.values()]
+    records += [bytes(child.entry) for child in node.children.values()]  # type: ignore[arg-type]  # set
     return b"".join(records)
 
 
@@ -282,18 +285,23 @@ def _fat_bytes(geo: Geometry, runs: list[tuple[int, int]]) -> bytes:
     """The FAT for contiguous runs (first cluster, count), serialised once."""
     eoc = {12: 0xFFF, 16: 0xFFFF, 32: 0x0FFFFFFF}[geo.fat_type]
     count = geo.clusters + 2
+    entries: MutableSequence[int]
     if geo.fat_type == 12:
-        entries: array | list[int] = [0] * (count + count % 2)
+        entries = [0] * (count + count % 2)
     else:
-        entries = array("H" if geo.fat_type == 16 else "I", bytes(count * geo.fat_type // 8))
-        if entries.itemsize != geo.fat_type // 8:  # pragma: no cover - exotic platforms
+        table = array("H" if geo.fat_type == 16 else "I", bytes(count * geo.fat_type // 8))
+        if table.itemsize != geo.fat_type // 8:  # pragma: no cover - exotic platforms
             raise VfatError("unsupported array item size")
+        entries = table
     entries[0] = eoc & ~0xFF | _MEDIA
     entries[1] = eoc
     for first, length in runs:
         last = first + length - 1
         chain = range(first + 1, last + 1)  # each cluster points to the next
-        entries[first:last] = chain if isinstance(entries, list) else array(entries.typecode, chain)
+        if isinstance(entries, list):
+            entries[first:last] = chain
+        else:
+            entries[first:last] = array(table.typecode, chain)
         entries[last] = eoc
     if geo.fat_type == 12:
         packed = bytearray()
@@ -303,8 +311,8 @@ def _fat_bytes(geo: Geometry, runs: list[tuple[int, int]]) -> bytes:
         raw = bytes(packed)
     else:
         if sys.byteorder == "big":  # pragma: no cover - FAT is little endian
-            entries.byteswap()
-        raw = entries.tobytes()
+            table.byteswap()
+        raw = table.tobytes()
     return raw.ljust(geo.fat_sectors * SECTOR, b"\0")
 
 

@@ -14,6 +14,12 @@ from __future__ import annotations
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
+# One wording for the README, `attach --help` and the error: libvirt-python is
+# an extra because it compiles against libvirt's development files.
+NEEDS_LIBVIRT_PYTHON = ("needs libvirt-python: apt-get install libvirt-dev pkg-config, then "
+                        "bash scripts/setup.sh (in a checkout; it adds the libvirt extra from the "
+                        "lock file when libvirt-dev is present) or pip install 'configdrive[libvirt]'")
+
 
 class HypervisorError(Exception):
     """A refusal with a user-facing ``str()``; raised before anything was changed."""

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from configdrive.build import FORMATS
 from hypervisor import HypervisorError, devices
@@ -69,7 +70,7 @@ def prepare_images_dir(path: Path) -> Path:
     return path.resolve()
 
 
-def build_image(instance: "Instance", fmt: str, path: Path, *, epoch: int | None = None) -> None:
+def build_image(instance: Instance, fmt: str, path: Path, *, epoch: int | None = None) -> None:
     """Render the drive through the content model and write it atomically, mode 0644.
 
     ``epoch`` dates every file (None: now); the caller reads and checks
@@ -86,7 +87,7 @@ def our_images(images_dir: Path, domain_uuid: str) -> list[Path]:
     return sorted(p for suffix in FORMATS.values() for p in images_dir.glob(f"{domain_uuid}.*{suffix}"))
 
 
-def _inactive_xml(dom: "libvirt.virDomain") -> str:
+def _inactive_xml(dom: libvirt.virDomain) -> str:
     import libvirt
     return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
 
@@ -96,7 +97,7 @@ def persistent_drive(dom: libvirt.virDomain) -> devices.ET.Element | None:
     return devices.find_drive(devices.parse(_inactive_xml(dom)))
 
 
-def _define(dom: "libvirt.virDomain", xml: str) -> None:
+def _define(dom: libvirt.virDomain, xml: str) -> None:
     import libvirt
     try:
         dom.connect().defineXML(xml)
@@ -105,7 +106,7 @@ def _define(dom: "libvirt.virDomain", xml: str) -> None:
                               f"{err.get_error_message()}; nothing was changed") from None
 
 
-def attach(dom: "libvirt.virDomain", instance: "Instance", fmt: str, images_dir: Path,
+def attach(dom: libvirt.virDomain, instance: Instance, fmt: str, images_dir: Path,
            target: str | None = None, *, epoch: int | None = None) -> Outcome:
     """Give ``dom`` exactly one config drive holding ``instance``, fresh (dated ``epoch``)."""
     root = devices.parse(_inactive_xml(dom))
@@ -126,7 +127,7 @@ def attach(dom: "libvirt.virDomain", instance: "Instance", fmt: str, images_dir:
                    placement.target, live)
 
 
-def detach(dom: "libvirt.virDomain", images_dir: Path) -> Outcome:
+def detach(dom: libvirt.virDomain, images_dir: Path) -> Outcome:
     """Remove our drive from the definition (and the running guest) and delete its image."""
     new_xml, removed = devices.without_drive(_inactive_xml(dom))
     live_disk = _live_drive(dom)
@@ -142,13 +143,13 @@ def detach(dom: "libvirt.virDomain", images_dir: Path) -> Outcome:
     return Outcome(dom.name(), "detached", None, target, live)
 
 
-def _live_drive(dom: "libvirt.virDomain") -> "devices.ET.Element | None":
+def _live_drive(dom: libvirt.virDomain) -> devices.ET.Element | None:
     if not dom.isActive():
         return None
     return devices.find_drive(devices.parse(dom.XMLDesc(0)))
 
 
-def _live_attach(dom: "libvirt.virDomain", image: str, placement: devices.Placement) -> str:
+def _live_attach(dom: libvirt.virDomain, image: str, placement: devices.Placement) -> str:
     """Swap media or hot-plug; a failure is reported, the persistent change stays."""
     import libvirt
     live_root = devices.parse(dom.XMLDesc(0))
@@ -173,7 +174,7 @@ def _live_attach(dom: "libvirt.virDomain", image: str, placement: devices.Placem
                 f"the new drive is there from the next boot")
 
 
-def _live_detach(dom: "libvirt.virDomain", disk: "devices.ET.Element") -> str:
+def _live_detach(dom: libvirt.virDomain, disk: devices.ET.Element) -> str:
     import libvirt
     flags = libvirt.VIR_DOMAIN_AFFECT_LIVE
     try:
@@ -195,9 +196,9 @@ def _remove_images(images_dir: Path, domain_uuid: str, keep: Path | None = None,
                    extra: Sequence[str | None] = ()) -> None:
     """Unlink the domain's old images; only files inside ``images_dir``."""
     candidates = set(our_images(images_dir, domain_uuid))
-    for path in extra:
-        if path and Path(path).parent.resolve() == images_dir.resolve():
-            candidates.add(Path(path))
+    for name in extra:
+        if name and Path(name).parent.resolve() == images_dir.resolve():
+            candidates.add(Path(name))
     for path in candidates:
         if keep is None or path.resolve() != keep.resolve():
             path.unlink(missing_ok=True)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import uuid as uuidlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from hypervisor import ConnectError, DomainNotFound
+from hypervisor import NEEDS_LIBVIRT_PYTHON, ConnectError, DomainNotFound
 
 if TYPE_CHECKING:  # pragma: no cover
     import libvirt
@@ -22,18 +22,17 @@ def resolve_uri(connect: str | None) -> str:
     return connect or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_URI
 
 
-def _libvirt() -> "libvirt":  # type: ignore[valid-type]
+def _libvirt() -> Any:
     try:
         import libvirt
     except ImportError as err:
-        raise ConnectError("libvirt-python is not installed: pip install 'configdrive[libvirt]' "
-                           "(needs Debian's libvirt-dev and pkg-config to build)") from err
+        raise ConnectError(f"libvirt-python is not installed; this command {NEEDS_LIBVIRT_PYTHON}") from err
     # libvirt prints every error to stderr by default; ours are reported once, clearly.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     return libvirt
 
 
-def open_connection(connect: str | None = None) -> "libvirt.virConnect":
+def open_connection(connect: str | None = None) -> libvirt.virConnect:
     """A read-write connection, or ConnectError explaining why there is none."""
     lv = _libvirt()
     uri = resolve_uri(connect)
@@ -60,7 +59,7 @@ def explain_connect_error(uri: str, message: str) -> str:
     return f"cannot connect to libvirt at {uri}: {message}"
 
 
-def lookup_domain(conn: "libvirt.virConnect", ref: str) -> "libvirt.virDomain":
+def lookup_domain(conn: libvirt.virConnect, ref: str) -> libvirt.virDomain:
     """A domain by UUID or by name; DomainNotFound lists neither guessing nor partial matches."""
     lv = _libvirt()
     try:

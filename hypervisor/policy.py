@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from hypervisor import HypervisorError
 
@@ -38,7 +39,7 @@ class Decision:
     reason: str
 
 
-def required_by(instance: "Instance", *, force: bool, launched: bool,
+def required_by(instance: Instance, *, force: bool, launched: bool,
                 has_drive: bool = False) -> Decision:
     """Nova's rule, with the reasons spelled out (first matching reason wins)."""
     if instance.config_drive:

@@ -6,9 +6,10 @@ failure is reported and does not stop the others.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from hypervisor import HypervisorError, attach, devices, policy
 
@@ -32,11 +33,11 @@ class Result:
         return f"{self.status:8} {self.domain} ({self.uuid}): {self.detail}"
 
 
-def store_lookup(store: "Store") -> Lookup:
+def store_lookup(store: Store) -> Lookup:
     """Domain uuid -> registered Instance (or None): the only place sync reads the store."""
     from metadata_content.spec import instance_from_data
 
-    def lookup(uuid: str) -> "Instance | None":
+    def lookup(uuid: str) -> Instance | None:
         record = store.get(uuid)
         if record is None:
             return None
@@ -44,7 +45,7 @@ def store_lookup(store: "Store") -> Lookup:
     return lookup
 
 
-def sync(conn: "libvirt.virConnect", lookup: Lookup, *, force: bool, images_dir: Path,
+def sync(conn: libvirt.virConnect, lookup: Lookup, *, force: bool, images_dir: Path,
          fmt: str = "iso9660", dry_run: bool = False, epoch: int | None = None) -> list[Result]:
     """Apply the policy to every domain on ``conn``; one Result per domain, by name.
 
@@ -56,7 +57,7 @@ def sync(conn: "libvirt.virConnect", lookup: Lookup, *, force: bool, images_dir:
     return results
 
 
-def _one(dom: "libvirt.virDomain", lookup: Lookup, force: bool, images_dir: Path,
+def _one(dom: libvirt.virDomain, lookup: Lookup, force: bool, images_dir: Path,
          fmt: str, dry_run: bool, epoch: int | None) -> Result:
     import libvirt
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["load_instance", "load_spec", "MetadataTree", "Answer", "SpecError", "Instance"]
+__all__ = ["Answer", "Instance", "MetadataTree", "SpecError", "load_instance", "load_spec"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.errors import SpecError

@@ -7,7 +7,17 @@ from typing import Any
 
 from metadata_content.addresses import Addresses
 from metadata_content.model import (
-    Bond, BlockDevices, Device, Ec2Ids, InjectedFile, Instance, Keypair, Nic, Route, Subnet, Vlan,
+    BlockDevices,
+    Bond,
+    Device,
+    Ec2Ids,
+    InjectedFile,
+    Instance,
+    Keypair,
+    Nic,
+    Route,
+    Subnet,
+    Vlan,
 )
 
 
@@ -64,7 +74,7 @@ def _ec2_ids(data: dict[str, Any], uuid: str) -> Ec2Ids:
     ref = lambda name: (data.get(name) or {}).get("ec2_id")  # noqa: E731
     return Ec2Ids(
         # Default: derived from the UUID, so it is stable across renderings.
-        instance_id=_ec2_id(data.get("ec2_instance_id", int(uuid[:8], 16)), "i"),
+        instance_id=_ec2_id(data.get("ec2_instance_id", int(uuid[:8], 16)), "i") or "",  # never None
         ami_id=_ec2_id(ref("image"), "ami"),
         kernel_id=_ec2_id(ref("kernel"), "aki"),
         ramdisk_id=_ec2_id(ref("ramdisk"), "ari"),
@@ -106,7 +116,7 @@ def _subnets(items: list[dict[str, Any]], parsed: Addresses) -> tuple[Subnet, ..
         routes=tuple(Route(parsed.network(r["cidr"]), parsed.ip(r["gateway"]))
                      for r in s.get("routes", [])),
         dhcp=s.get("dhcp", False), ipv6_address_mode=s.get("ipv6_address_mode"),
-        floating_ip=ip(s.get("floating_ip"))) for s in items)
+        floating_ip=ip(s.get("floating_ip"))) for s in items)  # type: ignore[arg-type]  # IPv4: checked
 
 
 def _mac(value: str | None) -> str | None:
@@ -114,7 +124,7 @@ def _mac(value: str | None) -> str | None:
 
 
 def _nic(n: dict[str, Any], parsed: Addresses) -> Nic:
-    return Nic(mac=_mac(n["mac"]), name=n.get("name"), mtu=n.get("mtu"), vif_type=n.get("vif_type", "ovs"),
+    return Nic(mac=n["mac"].lower(), name=n.get("name"), mtu=n.get("mtu"), vif_type=n.get("vif_type", "ovs"),
                port_id=n.get("port_id"), network_id=n.get("network_id"), subnets=_subnets(n.get("subnets", []), parsed))
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid as uuidlib
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from metadata_content.addresses import Addresses
 from metadata_content.errors import Problem
@@ -54,7 +56,7 @@ def semantic_problems(data: dict[str, Any], addresses: Addresses) -> list[Proble
     for field, prefix in _EC2.items():
         value = data.get(field) if field == "ec2_instance_id" else (data.get(field) or {}).get("ec2_id")
         where = field if field == "ec2_instance_id" else f"{field}.ec2_id"
-        c.check(where, value, lambda v, p=prefix: ec2_id_error(v, p))
+        c.check(where, value, partial(ec2_id_error, prefix=prefix))
     _check_keys(c)
     _check_user_data(c)
     _check_files(c)

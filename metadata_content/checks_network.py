@@ -1,9 +1,10 @@
 """Semantic checks on the friendly network form: NICs, bonds, VLANs, subnets."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from metadata_content.checks import Checker, _IFNAME, cidr_error, ip_error, mac_error, uuid_error
+from metadata_content.checks import _IFNAME, Checker, cidr_error, ip_error, mac_error, uuid_error
 
 
 def check_friendly_network(c: Checker) -> None:
@@ -17,7 +18,8 @@ def check_friendly_network(c: Checker) -> None:
             name = holder.get("name")
             if name is not None:
                 if not _IFNAME.match(name):
-                    c.add(f"{where}.name", f"{name!r} is not a Linux interface name (1-15 characters, no '/', ':' or spaces)")
+                    c.add(f"{where}.name",
+                          f"{name!r} is not a Linux interface name (1-15 characters, no '/', ':' or spaces)")
                 elif name in names:
                     c.add(f"{where}.name", f"{name!r} is already the name of {names[name]}")
                 names.setdefault(name, where)
@@ -67,7 +69,8 @@ def _check_subnet(c: Checker, where: str, subnet: dict[str, Any], network_id: st
         if address not in net:
             c.add(f"{where}.{field}", f"{value} is outside the subnet {net}")
         elif net.version == 4 and net.prefixlen < 31 and address in (net.network_address, net.broadcast_address):
-            c.add(f"{where}.{field}", f"{value} is the {'network' if address == net.network_address else 'broadcast'} address of {net}")
+            which = "network" if address == net.network_address else "broadcast"
+            c.add(f"{where}.{field}", f"{value} is the {which} address of {net}")
     if subnet.get("ip") and subnet.get("ip") == subnet.get("gateway"):
         c.add(f"{where}.gateway", "is the instance's own fixed IP")
     if subnet.get("ip") is None and not subnet.get("dhcp") and subnet.get("ipv6_address_mode") is None:
@@ -90,5 +93,6 @@ def _check_subnet(c: Checker, where: str, subnet: dict[str, Any], network_id: st
         if version != net.version:
             c.add(f"{where}.routes[{k}].cidr", f"is IPv{version} on an IPv{net.version} subnet")
             continue
-        c.check(f"{where}.routes[{k}].gateway", route["gateway"], lambda v: ip_error(v, version, parsed))
+        c.check(f"{where}.routes[{k}].gateway", route["gateway"],
+                partial(ip_error, version=version, addresses=parsed))
     c.check(f"{where}.floating_ip", subnet.get("floating_ip"), lambda v: ip_error(v, 4, parsed))

@@ -78,7 +78,7 @@ def _put(md: Directory, key: str, value: str | None) -> None:
 def _addresses(instance: Instance) -> tuple[str | None, str | None]:
     """First fixed IPv4 and first floating IPv4, as Nova's get_ec2_ip_info picks them."""
     fixed = next((p.ip for p in instance.ports() if ":" not in p.ip), None)  # IPv6 text always has ":"
-    floating = next((str(s.floating_ip) for holder in (*instance.nics, *instance.bonds, *instance.vlans)
+    floating = next((str(s.floating_ip) for holder in instance.interfaces()
                      for s in holder.subnets if s.floating_ip is not None), None)
     return fixed, floating
 

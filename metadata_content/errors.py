@@ -24,3 +24,9 @@ class SpecError(Exception):
 
     def render(self) -> str:
         return "\n".join(f"{self.source}: {p}" for p in self.problems)
+
+
+# Deeper than any real spec (network_data is five levels, vendor data rarely
+# ten), and far below where a parser or Python's recursion limit would stop
+# first: so a too-deep document always gets this project's error, with its line.
+MAX_NESTING = 100

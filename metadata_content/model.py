@@ -52,7 +52,8 @@ class _Value:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        names = tuple(cls.__dict__.get("__annotations__", {}))
+        # own annotations only; inspect.get_annotations would cost its import at start-up
+        names = tuple(cls.__dict__.get("__annotations__", {}))  # noqa: RUF063
         defaults = {name: cls.__dict__[name] for name in names if name in cls.__dict__}
         required_after = [n for i, n in enumerate(names) if n not in defaults
                           and any(m in defaults for m in names[:i])]
@@ -66,7 +67,7 @@ class _Value:
         fields = cls._fields
         if len(args) > len(fields):
             raise TypeError(f"{cls.__name__}() takes {len(fields)} arguments, got {len(args)}")
-        values = dict(zip(fields, args))
+        values = dict(zip(fields, args, strict=False))
         if kwargs:
             for name in kwargs:
                 if name not in cls._defaults and name not in fields:
@@ -96,7 +97,7 @@ class _Value:
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is self.__class__:
-            return self._values() == other._values()  # type: ignore[attr-defined]
+            return self._values() == other._values()
         return NotImplemented
 
     def __hash__(self) -> int:
@@ -264,6 +265,10 @@ class Instance(_Value):
         """Nova's hostname: ``<hostname>.<dhcp_domain>``, bare when the domain is empty."""
         return f"{self.hostname}.{self.dhcp_domain}" if self.dhcp_domain else self.hostname
 
+    def interfaces(self) -> tuple[Nic | Bond | Vlan, ...]:
+        """Every friendly-form interface: NICs, then bonds, then VLANs."""
+        return (*self.nics, *self.bonds, *self.vlans)
+
     def ports(self) -> list[PortAddress]:
         """Every (network id, fixed IP, MAC) the guest owns: the store's indexes."""
         found: list[PortAddress] = []
@@ -275,7 +280,7 @@ class Instance(_Value):
                     found.append(PortAddress(net.get("network_id"), net["ip_address"],
                                              macs.get(net.get("link"))))
             return found
-        for holder in (*self.nics, *self.bonds, *self.vlans):
+        for holder in self.interfaces():
             for subnet in holder.subnets:
                 if subnet.ip is not None:
                     found.append(PortAddress(holder.network_id, str(subnet.ip), holder.mac))

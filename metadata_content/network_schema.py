@@ -18,11 +18,12 @@ import ipaddress
 from functools import cache
 from typing import Any
 
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator
 
+from metadata_content.schema_words import reason
 from metadata_content.spec import json_path, load_schema
 
-__all__ = ["validate_network_data", "network_data_schema"]
+__all__ = ["network_data_schema", "validate_network_data"]
 
 Problem = tuple[str, str]
 
@@ -44,20 +45,13 @@ def _schema_problems(doc: Any) -> list[Problem]:
     for error in _validator().iter_errors(doc):
         parts = list(error.absolute_path)
         if error.validator == "required":
-            # One error per missing key; point at the key, not at its parent.
+            # Point at each missing key, not at its parent (repeats are dropped later).
             present = error.instance if isinstance(error.instance, dict) else {}
-            missing = [k for k in error.validator_value if k not in present]
-            named = [k for k in missing if repr(k) in error.message] or missing[:1]
-            problems.extend((json_path([*parts, k]), "required property is missing") for k in named)
+            problems.extend((json_path([*parts, k]), "required property is missing")
+                            for k in error.validator_value if k not in present)
         else:
-            problems.append((json_path(parts), _reason(error)))
+            problems.append((json_path(parts), reason(error)))
     return problems
-
-
-def _reason(error: ValidationError) -> str:
-    if error.validator == "anyOf" and error.context:
-        return "; ".join(dict.fromkeys(str(sub.message) for sub in error.context))
-    return str(error.message)
 
 
 def _contiguous(mask: str) -> bool | None:

@@ -6,7 +6,8 @@ every keypair is shown (Nova shows only the first).
 from __future__ import annotations
 
 import base64
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from metadata_content import versions as v
 from metadata_content.model import Device, Instance

@@ -12,7 +12,8 @@ The schema is compiled once into nested closures (~0.2 ms per spec).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Check = Callable[[Any], bool]
 
@@ -104,7 +105,7 @@ def _enum(value: list, schema: dict, root: dict, refs: dict) -> Check:
         (type(instance), instance) in choices
 
 
-def _number_bound(test: Callable[[Any, Any], bool]):
+def _number_bound(test: Callable[[Any, Any], bool]) -> Callable[..., Check]:
     def make(value: Any, schema: dict, root: dict, refs: dict) -> Check:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return _never
@@ -113,9 +114,9 @@ def _number_bound(test: Callable[[Any, Any], bool]):
     return make
 
 
-def _size_bound(kind: type, test: Callable[[int, Any], bool]):
+def _size_bound(kind: type, test: Callable[[int, Any], bool]) -> Callable[..., Check]:
     def make(value: Any, schema: dict, root: dict, refs: dict) -> Check:
-        return lambda instance: not isinstance(instance, kind) or test(len(instance), value)
+        return lambda instance: not isinstance(instance, kind) or test(len(instance), value)  # type: ignore[arg-type]
     return make
 
 

@@ -17,11 +17,12 @@ import base64
 import binascii
 import json
 import os
-from functools import lru_cache
+import re
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metadata_content.errors import Problem, SpecError
+from metadata_content.errors import MAX_NESTING, Problem, SpecError
 from metadata_content.schema_quick import certainly_valid
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,22 +94,58 @@ def parse_file(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(str(path), [Problem("", f"cannot read: {exc}")]) from None
     if path.suffix == ".json":
-        try:
-            return json.loads(text, parse_constant=_no_constant)
-        except ValueError as exc:  # JSONDecodeError, or Infinity/NaN
-            raise SpecError(str(path), [Problem("", f"invalid JSON: {exc}")]) from None
-        except RecursionError:
-            raise SpecError(str(path), [Problem("", "invalid JSON: nested too deeply")]) from None
-    import yaml
-
+        return _parse_json(text, str(path))
     from metadata_content import yaml_loader
 
     try:
         return yaml_loader.load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(str(path), [Problem("", f"invalid YAML: {_yaml_reason(exc)}")]) from None
-    except RecursionError:  # PyYAML composes and constructs recursively
-        raise SpecError(str(path), [Problem("", "invalid YAML: nested too deeply")]) from None
+    except yaml_loader.SpecYAMLError as exc:
+        raise SpecError(str(path), [Problem("", f"invalid YAML: {exc}")]) from None
+
+
+def _parse_json(text: str, source: str) -> Any:
+    """json.loads, with this project's nesting limit and words for its errors."""
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise SpecError(source, [Problem("", f"invalid JSON: {exc.msg} (line {exc.lineno}, "
+                                             f"column {exc.colno})")]) from None
+    except ValueError as exc:  # Infinity or NaN
+        raise SpecError(source, [Problem("", f"invalid JSON: {exc}")]) from None
+    except RecursionError:
+        data = None  # deeper than the interpreter allows: certainly over the limit
+    else:
+        if _depth_within(data, MAX_NESTING):
+            return data
+    line = _line_too_deep(text)
+    raise SpecError(source, [Problem("", f"invalid JSON: nested too deeply (more than {MAX_NESTING} "
+                                         f"levels of arrays and objects) (line {line})")])
+
+
+def _depth_within(value: Any, limit: int) -> bool:
+    """Whether no array or object in *value* lies more than *limit* levels deep."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    for _ in range(limit):
+        if not level:
+            return True
+        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, (dict, list))]
+    return not level
+
+
+def _line_too_deep(text: str) -> int:
+    """The line of the first bracket that opens a level past the limit (the text is valid JSON
+    or too deep to parse, so brackets outside strings are its structure)."""
+    depth = 0
+    for match in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return text.count("\n", 0, match.start()) + 1
+        elif token in "]}":
+            depth -= 1
+    return 1
 
 
 def _no_constant(name: str) -> Any:
@@ -116,16 +153,9 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _yaml_reason(exc: Exception) -> str:
-    """One line: what PyYAML found and where (its own text spans several lines)."""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    mark = getattr(exc, "problem_mark", None)
-    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
-
-
 # -- schema -------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """A packaged ``schemas/<name>``, read once; callers must not change it.
 
@@ -142,7 +172,7 @@ def _schema() -> dict[str, Any]:
     return load_schema("instance.schema.json")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator() -> Any:
     from jsonschema import Draft202012Validator
 
@@ -185,22 +215,14 @@ def _explain(error: Any) -> list[Problem]:
             out.append(Problem(json_path([*where, str(key)]), f"unknown key{tip}"))
         return out
     if error.validator == "required":
-        missing = error.message.split("'")[1]
-        return [Problem(json_path([*where, missing]), "is required")]
-    if error.validator == "type":
-        expected = error.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return [Problem(json_path(where), f"must be {_article(expected)}, not {type(error.instance).__name__} {error.instance!r}")]
-    if error.validator == "enum":
-        choices = ", ".join(repr(c) for c in error.validator_value)
-        return [Problem(json_path(where), f"{error.instance!r} is not one of {choices}")]
+        present = error.instance if isinstance(error.instance, dict) else {}
+        return [Problem(json_path([*where, key]), "is required")
+                for key in error.validator_value if key not in present]
     if error.validator in ("minProperties", "maxProperties") and json_path(where) == "user_data":
         return [Problem("user_data", "give exactly one of text, base64 or file")]
-    return [Problem(json_path(where), error.message)]
+    from metadata_content.schema_words import reason
 
-
-def _article(word: str) -> str:
-    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+    return [Problem(json_path(where), reason(error))]
 
 
 # -- referenced files ---------------------------------------------------------

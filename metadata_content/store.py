@@ -22,6 +22,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,12 @@ DB_FILE = "store.db"
 KEEP_CHANGES = 10_000  # change-log rows kept; a worker further behind drops its whole cache
 PASSWORD_MAX = 1020    # Nova: 4 chunks of 255 characters
 NOTIFY_CHANNEL = "configdrive_changes"
+
+
+# (instance uuid, project id) pairs, and ids; the aliases also keep the builtin ``list``
+# usable in annotations inside Store, which has a method of that name.
+Owners = list[tuple[str, str | None]]
+Ids = list[str]
 
 
 class StoreError(Exception):
@@ -282,15 +289,15 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(self.t["instances"])).scalar_one())
 
-    def find_by_address(self, ip: str, network_ids: list[str] | None = None) -> list[tuple[str, str | None]]:
+    def find_by_address(self, ip: str, network_ids: Sequence[str] | None = None) -> Owners:
         """(uuid, project) of instances owning fixed *ip*, on *network_ids* if given."""
         return self._port_owners(self.t["ports"].c.ip == normalise_ip(ip), network_ids)
 
-    def find_by_mac(self, mac: str, network_ids: list[str] | None = None) -> list[tuple[str, str | None]]:
+    def find_by_mac(self, mac: str, network_ids: Sequence[str] | None = None) -> Owners:
         """(uuid, project) of instances with a port of MAC *mac* (IPv6 link-local sources)."""
         return self._port_owners(self.t["ports"].c.mac == mac.lower(), network_ids)
 
-    def _port_owners(self, match: Any, network_ids: list[str] | None) -> list[tuple[str, str | None]]:
+    def _port_owners(self, match: Any, network_ids: Sequence[str] | None) -> Owners:
         """(uuid, project) of the instances with a port matching *match*, once each."""
         import sqlalchemy as sa
 
@@ -302,7 +309,7 @@ class Store:
         with self.engine.connect() as conn:
             return [(r[0], r[1]) for r in dict.fromkeys(tuple(r) for r in conn.execute(q))]
 
-    def router_networks(self, router_id: str) -> list[str]:
+    def router_networks(self, router_id: str) -> Ids:
         import sqlalchemy as sa
 
         c = self.t["routers"].c
@@ -331,10 +338,12 @@ class Store:
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT, which has ON CONFLICT on both SQLite and PostgreSQL."""
         if self.is_sqlite:
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        return insert(table)
+            from sqlalchemy.dialects import sqlite
+
+            return sqlite.insert(table)
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
 
     def ping(self) -> None:
         """Raise when the database cannot be reached (``/healthz``)."""
@@ -352,7 +361,7 @@ class Store:
             return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(self.t["changes"].c.seq), 0)))
                        .scalar_one())
 
-    def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
+    def changes_since(self, seq: int) -> tuple[int, Ids | None]:
         """(newest seq, uuids changed after *seq*), or None for the uuids when the log
         no longer reaches back that far (the caller forgets everything)."""
         import sqlalchemy as sa
@@ -477,6 +486,7 @@ class ChangeWatcher:
         """Keep a private connection open (so the -shm file lives) and map its header."""
         import mmap
 
+        assert self._path is not None  # only SQLite stores are watched this way
         try:
             self._keep = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             self._keep.execute("SELECT count(*) FROM changes").fetchone()  # initialises the WAL index
@@ -497,7 +507,7 @@ class ChangeWatcher:
             conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             self._pg = conn
             return True
-        except Exception:  # noqa: BLE001 - fall back to reading the log every time
+        except Exception:
             return False
 
     def _sqlite_changed(self) -> bool:
@@ -512,6 +522,7 @@ class ChangeWatcher:
     def _data_version_changed(self) -> bool:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            assert self._path is not None
             conn = sqlite3.connect(self._path, check_same_thread=True, isolation_level=None)
             conn.execute("PRAGMA busy_timeout = 10000")
             self._local.conn = conn
@@ -534,7 +545,7 @@ class ChangeWatcher:
                 with self._lock:
                     self._pg.execute("SELECT 1")  # consumes the queued notifications
             return bool(ready)
-        except Exception:  # noqa: BLE001 - reconnect on the next poll
+        except Exception:
             self._pg = None
             return True
 
@@ -551,7 +562,7 @@ class ChangeWatcher:
                 with self._lock:
                     row = self._pg.execute("SELECT version FROM instances WHERE uuid = %s", (uuid,)).fetchone()
                 return None if row is None else int(row[0])
-            except Exception:  # noqa: BLE001 - the pooled path below reconnects
+            except Exception:
                 self._pg = None
         return self.store.version(uuid)
 

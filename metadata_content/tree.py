@@ -19,9 +19,10 @@ import json
 import os
 import posixpath
 import re
-from datetime import date, datetime, timezone
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
 from functools import cached_property
-from typing import Any, Callable, Literal, Mapping, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from metadata_content import ec2, openstack
 from metadata_content import versions as v
@@ -103,7 +104,7 @@ class MetadataTree:
         self.password = password
         self.dynamic_vendor_data = vendor_data2
         self.random_seed = random_seed or instance.random_seed or os.urandom(512)
-        self.today = today or datetime.now(timezone.utc).date()
+        self.today = today or datetime.now(UTC).date()
         self._meta_data: dict[str, bytes] = {}
         self._members: dict[str, tuple[Any, bytes]] = {}  # meta_data key -> (value, its JSON member)
 
@@ -150,10 +151,7 @@ class MetadataTree:
     def lookup(self, path: str, method: str = "GET") -> Answer:
         """Resolve a request *path* for *method* (the body of HEAD is the caller's to drop)."""
         parts = normalise(path)
-        if parts[0] == "openstack":
-            answer = self._openstack(parts[1:])
-        else:
-            answer = self._ec2(parts[1:])
+        answer = self._openstack(parts[1:]) if parts[0] == "openstack" else self._ec2(parts[1:])
         if not answer.ok:
             return answer
         if method in READ_METHODS or (method == "POST" and answer.password):

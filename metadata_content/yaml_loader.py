@@ -8,6 +8,10 @@ keeping the last one. It also refuses what JSON cannot hold and the renderer
 cannot write: other tags (``!!timestamp``, ``!!binary``, ``!!set``...),
 aliases that make a value contain itself, and keys that are not strings
 (JSON would write ``1`` and ``"1"`` as the same name twice).
+
+Every problem comes out as :class:`SpecYAMLError`, worded here with its line
+and column: the user reads this project's words, never a parser's, and a new
+PyYAML or libyaml release cannot change what they read.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from metadata_content.errors import MAX_NESTING
 
 # libyaml's parser when present (PyYAML's pure-Python scanner costs ~15 ms on a
 # rich spec). Resolution and construction stay in Python, so values are the
@@ -25,8 +30,28 @@ import yaml
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+class SpecYAMLError(Exception):
+    """A document that is not a spec's YAML: what is wrong, and where (1-based)."""
+
+    def __init__(self, message: str, mark: Any = None):
+        self.message = message
+        self.line = mark.line + 1 if mark is not None else None
+        self.column = mark.column + 1 if mark is not None else None
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return self.message
+        return f"{self.message} (line {self.line}, column {self.column})"
+
+
 class SpecLoader(_Base):  # type: ignore[misc,valid-type]
     """SafeLoader with YAML 1.2 core-schema scalars and duplicate-key errors."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if node in self.recursive_objects:  # PyYAML would word this itself
+            raise SpecYAMLError("an alias makes this value contain itself", node.start_mark)
+        return super().construct_object(node, deep)
 
 
 # Start from no implicit resolvers, then add the YAML 1.2 core ones we want.
@@ -48,9 +73,8 @@ _JSON_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map", "int
 def _refuse_tag(loader: SpecLoader, node: yaml.Node) -> Any:
     """Any tag but the JSON ones: the renderer writes JSON, so a date or bytes would crash it."""
     tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-    raise yaml.constructor.ConstructorError(
-        None, None, f"tag {tag!r} is not supported: a spec holds only strings, numbers, "
-        "true/false, null, lists and mappings", node.start_mark)
+    raise SpecYAMLError(f"tag {tag!r} is not supported: a spec holds only strings, numbers, "
+                        "true/false, null, lists and mappings", node.start_mark)
 
 
 def _checked(construct: Any) -> Any:
@@ -60,8 +84,7 @@ def _checked(construct: Any) -> Any:
             return construct(loader, node)
         except (ValueError, KeyError):
             tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-            raise yaml.constructor.ConstructorError(
-                None, None, f"{node.value!r} is not a valid {tag} value", node.start_mark) from None
+            raise SpecYAMLError(f"{node.value!r} is not a valid {tag} value", node.start_mark) from None
     return checked
 
 
@@ -73,9 +96,8 @@ def _float_finite(loader: SpecLoader, node: yaml.ScalarNode) -> float:
     """A float JSON can write: ``1e999`` or ``!!float .inf`` would reach guests as ``Infinity``."""
     value = yaml.constructor.SafeConstructor.construct_yaml_float(loader, node)
     if not math.isfinite(value):
-        raise yaml.constructor.ConstructorError(
-            None, None, f"{node.value!r} is not a finite number (JSON has no infinity or NaN)",
-            node.start_mark)
+        raise SpecYAMLError(f"{node.value!r} is not a finite number (JSON has no infinity or NaN)",
+                            node.start_mark)
     return value
 
 
@@ -88,21 +110,13 @@ def _mapping_no_duplicates(loader: SpecLoader, node: yaml.MappingNode, deep: boo
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                "found unhashable key", key_node.start_mark) from None
+        if isinstance(key, (list, dict)):
+            raise SpecYAMLError("found a list or mapping as a key (keys are strings)", key_node.start_mark)
         if not isinstance(key, str):  # JSON writes 1 and "1" alike: two keys, one name
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                f"found key {key_node.value!r}, which is not a string (quote it)",
-                key_node.start_mark)
+            raise SpecYAMLError(f"found key {key_node.value!r}, which is not a string (quote it)",
+                                key_node.start_mark)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                f"found duplicate key {key!r}", key_node.start_mark)
+            raise SpecYAMLError(f"found duplicate key {key!r}", key_node.start_mark)
         seen[key] = 1
     return loader.construct_mapping(node, deep=deep)
 
@@ -120,39 +134,134 @@ SpecLoader.add_constructor(None, _refuse_tag)  # PyYAML's fallback for every oth
 
 
 class _Unsupported(Exception):
-    """An event the direct builder leaves to PyYAML's composer and constructor."""
+    """A document the event builder leaves to PyYAML's composer and constructor."""
 
 
 _SCALARS = {tag: SpecLoader.yaml_constructors[tag] for tag in (
     "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null")}
-# Deeper documents go to PyYAML, which builds recursively (~4 frames a level)
-# and so either gives its own value or its RecursionError: never this
-# builder's answer where PyYAML has none.
-_MAX_DEPTH = 100
 
 
 def load(text: str) -> Any:
-    """``yaml.load(text, Loader=SpecLoader)``, ~3x faster for plain documents.
+    """The value of a spec's YAML *text*, or :class:`SpecYAMLError`.
 
     A plain document (one document; no anchors, aliases or explicit tags;
     only string keys, none repeated) is built straight from libyaml's parse
-    events: PyYAML would first compose a node per value (a Python resolver
-    call and a node object each), then walk the nodes again through its
-    generic constructor. Scalars that are not strings go through SpecLoader's
-    own constructors, so values are the same. Every other document, and
-    every error (a syntax error, ``1e999``), goes to PyYAML's composer and
-    constructor whole, so its result and every message stay exactly PyYAML's.
+    events, ~3x faster than PyYAML, which would first compose a node per
+    value and then walk the nodes again through its generic constructor.
+    Scalars that are not strings go through SpecLoader's own constructors,
+    so values are the same. Every other document is checked in one pass over
+    its events (nesting, documents, aliases), then built by PyYAML.
     """
     try:
         return _load_plain(text)
-    except (_Unsupported, yaml.YAMLError):
+    except _Unsupported:
         pass
+    except yaml.YAMLError as exc:
+        raise _worded(exc, text) from None
+    _check_events(text)
     loader = SpecLoader(text)
     try:
         return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise _worded(exc, text) from None
     finally:
         loader.dispose()
+
+
+def _too_deep(mark: Any) -> SpecYAMLError:
+    return SpecYAMLError(f"nested too deeply (more than {MAX_NESTING} levels of lists and mappings)", mark)
+
+
+def _check_events(text: str) -> None:
+    """What PyYAML's composer would refuse in its own words, or never reach
+    (its recursion gives up a few hundred levels down), found in our words."""
+    depth = 0
+    documents = 0
+    anchors: set[str] = set()
+    try:
+        for event in yaml.parse(text, Loader=SpecLoader):
+            kind = type(event)
+            if isinstance(event, yaml.AliasEvent):
+                if event.anchor not in anchors:
+                    raise SpecYAMLError(f"alias *{event.anchor} has no anchor &{event.anchor} before it",
+                                        event.start_mark)
+                continue
+            anchor = getattr(event, "anchor", None)
+            if anchor is not None:
+                anchors.add(anchor)
+            if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise _too_deep(event.start_mark)
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                depth -= 1
+            elif kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise SpecYAMLError("a second document starts here: a spec is one document",
+                                        event.start_mark)
+    except yaml.YAMLError as exc:
+        raise _worded(exc, text) from None
+
+
+_FLOW_TOKENS = re.compile(r"""'(?:[^']|'')*'|"(?:[^"\\]|\\.)*"|(?:^|(?<=\s))#[^\n]*|[\[{]|[\]}]""", re.M)
+
+
+def _flow_too_deep(text: str, end: int) -> SpecYAMLError | None:
+    """A level past the limit before *end*, where a parser stopped.
+
+    libyaml reads far ahead in flow style (``[[[...``) and stops at its own
+    nesting limit before the events that would reach ours. So: the depth the
+    events reached, then the brackets after the last event, up to *end*.
+    """
+    depth, start = 0, 0
+    try:
+        for event in yaml.parse(text, Loader=SpecLoader):
+            kind = type(event)
+            if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                depth += 1
+                if depth > MAX_NESTING:
+                    return _too_deep(event.start_mark)
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                depth -= 1
+            start = event.end_mark.index if event.end_mark is not None else start
+    except yaml.YAMLError:
+        pass
+    for match in _FLOW_TOKENS.finditer(text, start, end):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_NESTING:
+                at = match.start()
+                line_start = text.rfind("\n", 0, at) + 1
+                return _too_deep(yaml.Mark("", at, text.count("\n", 0, at), at - line_start, "", 0))
+        elif token in ("]", "}"):
+            depth -= 1
+    return None
+
+
+def _worded(exc: yaml.YAMLError, text: str) -> SpecYAMLError:
+    """A parser's error in this project's words, at the parser's place."""
+    mark: Any = getattr(exc, "problem_mark", None)
+    deep = _flow_too_deep(text, mark.index if mark is not None else len(text))
+    if deep is not None:
+        return deep
+    if isinstance(exc, yaml.reader.ReaderError):
+        where = text.count("\n", 0, exc.position)
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return SpecYAMLError(f"character U+{code:04X} is not allowed in YAML (line {where + 1})")
+    if mark is not None and text[mark.index:mark.index + 1] == "\t":
+        return SpecYAMLError("a tab character here (YAML indents with spaces only)", mark)
+    if isinstance(exc, yaml.scanner.ScannerError):
+        return SpecYAMLError("not valid YAML syntax here (an unclosed quote or bracket, a stray "
+                             "character, or a ':' or '-' without a space after it)", mark)
+    if isinstance(exc, yaml.parser.ParserError):
+        return SpecYAMLError("unexpected text here (check the indentation, the ':' after each key, "
+                             "and that every bracket and quote is closed)", mark)
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        return SpecYAMLError("this value does not fit its tag", mark)
+    return SpecYAMLError("not valid YAML here", mark)
 
 
 def _load_plain(text: str) -> Any:
@@ -166,7 +275,7 @@ def _load_plain(text: str) -> Any:
         value = _build(loader, next_event)
         if type(next_event()) is not yaml.DocumentEndEvent or \
                 type(next_event()) is not yaml.StreamEndEvent:
-            raise _Unsupported("more than one document")  # PyYAML words that error
+            raise _Unsupported("more than one document")  # _check_events words that error
         return value
     finally:
         loader.dispose()
@@ -198,8 +307,8 @@ def _build(loader: SpecLoader, next_event: Any) -> Any:
         elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             if event.anchor is not None or event.tag is not None:
                 raise _Unsupported("anchor or explicit tag")
-            if len(stack) >= _MAX_DEPTH:
-                raise _Unsupported("nested deeply")
+            if len(stack) >= MAX_NESTING:
+                raise _too_deep(event.start_mark)
             stack.append((container, key))
             container, key = ({} if kind is yaml.MappingStartEvent else []), _NO_KEY
             continue
@@ -214,7 +323,7 @@ def _build(loader: SpecLoader, next_event: Any) -> Any:
             container.append(value)
         elif key is _NO_KEY:
             if type(value) is not str or value in container:
-                raise _Unsupported("a key that is not a string, or a duplicate")  # worded by PyYAML's path
+                raise _Unsupported("a key that is not a string, or a duplicate")  # worded by SpecLoader's constructor
             key = value
         else:
             container[key], key = value, _NO_KEY

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from apiserver import cli
 from conftest import SAMPLES
+
 from metadata_content.server.identity import proxy_headers
 from metadata_content.tree import MetadataTree
 

@@ -40,8 +40,15 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 PROBE = Path(__file__).with_name("cloudinit_probe.py")
 INSTALL_HINT = "install Debian's cloud-init package: apt-get install cloud-init (scripts/debian-packages.txt)"
 
-__all__ = ["CloudInitError", "CloudInitUnavailable", "read_config_drive_dir", "read_http_openstack",
-           "crawl_ec2", "b64decode_field", "static_http_server"]
+__all__ = [
+    "CloudInitError",
+    "CloudInitUnavailable",
+    "b64decode_field",
+    "crawl_ec2",
+    "read_config_drive_dir",
+    "read_http_openstack",
+    "static_http_server",
+]
 
 
 class CloudInitUnavailable(RuntimeError):
@@ -92,7 +99,8 @@ def read_config_drive_dir(path: str | os.PathLike[str], known_macs: Mapping[str,
     return _run_probe(args)
 
 
-def read_http_openstack(base_url: str, netns: str | None = None, timeout: float = 5, retries: int = 0) -> dict[str, Any]:
+def read_http_openstack(base_url: str, netns: str | None = None, timeout: float = 5,
+                        retries: int = 0) -> dict[str, Any]:
     """What cloud-init's MetadataReader reads from ``base_url`` (OpenStack tree plus EC2 meta-data).
 
     retries defaults to 0 (cloud-init's is 5, each after a 1 s sleep) so that a
@@ -125,14 +133,14 @@ def static_http_server(paths: Mapping[str, bytes], host: str = "127.0.0.1") -> I
     """
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             body = paths.get(self.path.split("?", 1)[0])
             self.send_response(200 if body is not None else 404)
             self.send_header("Content-Length", str(len(body or b"")))
             self.end_headers()
             self.wfile.write(body or b"")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output clean
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer((host, 0), Handler)

@@ -130,7 +130,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps(obj), file=out)
 
     try:
-        from cloudinit import log as _ci_log, version  # noqa: F401 - its import resets the root logger
+        from cloudinit import log as _ci_log  # noqa: F401 - its import resets the root logger
+        from cloudinit import version
     except ImportError as e:
         answer({"ok": False, "unavailable": True, "error": f"{e}", "python": sys.executable})
         return 3
@@ -144,7 +145,7 @@ def main(argv: list[str]) -> int:
             raw = http_openstack(args.url, args.timeout, args.retries)
         else:
             raw = ec2_crawl(args.url, args.timeout, args.retries)
-    except Exception as e:  # noqa: BLE001 - every failure is reported to the harness
+    except Exception as e:
         answer({"ok": False, "error": f"{type(e).__name__}: {e}",
                 "traceback": traceback.format_exc(), "log": capture.records})
         return 1

@@ -29,3 +29,27 @@ def run_cli(*args: str, check: bool = False, env: dict[str, str] | None = None,
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     return SAMPLES
+
+
+def locked_versions(lock: str = "requirements-test.txt") -> dict[str, str]:
+    """``{normalised name: version}`` pinned in the lock file *lock*."""
+    pins = {}
+    for line in (ROOT / lock).read_text().splitlines():
+        if line and not line[0].isspace() and not line.startswith("#") and "==" in line:
+            name, _, version = line.split(" ")[0].partition("==")
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The versions this session really runs with, against the lock they came from."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    shown = []
+    for name, pinned in sorted(locked_versions().items()):
+        try:
+            found = version(name)
+        except PackageNotFoundError:
+            found = "missing"
+        shown.append(f"{name}=={found}" + ("" if found == pinned else f" (lock: {pinned})"))
+    return [f"dependencies (requirements-test.txt): {' '.join(shown)}"]

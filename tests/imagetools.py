@@ -10,8 +10,8 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 UUID = "83679162-1378-4288-a2d4-70e13ec132aa"
 HOSTNAME = "fixture.novalocal"
@@ -41,7 +41,7 @@ def fixture_files() -> dict[str, bytes]:
             "hostname": HOSTNAME, "name": "fixture", "launch_index": 0,
             "availability_zone": "nova"}
     files: dict[str, bytes] = {}
-    for i, version in enumerate(OPENSTACK_VERSIONS + ["latest"]):
+    for i, version in enumerate([*OPENSTACK_VERSIONS, "latest"]):
         base = f"openstack/{version}/"
         files[base + "meta_data.json"] = _dump(meta)
         files[base + "user_data"] = USER_DATA

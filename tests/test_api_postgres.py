@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from api_support import SAMPLES, SECRET, WEB, WEB_PROJECT, WIN, WIN_PROJECT, signed
 from apiserver import ApiServer, api_server, cli
 from pgcluster import postgres_cluster

@@ -7,11 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from api_support import RICH, RICH_PROJECT, WIN, WIN_PROJECT, prepare, signed
 from apiserver import ApiServer, api_server
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 WIN_MARKERS = (WIN.encode(), b"win-1", b"winrm-cert", b"ps1_sysnative", b"Administrator")
 SEGMENTS = ["", ".", "..", "latest", "2009-04-04", "1.0", "2013-04-04", "openstack", "ec2", "meta-data",

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import signal
-import subprocess
-import json
 import sqlite3
+import subprocess
 import tempfile
 import threading
 import time
@@ -17,10 +17,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from api_support import (MINIMAL, RICH, RICH_PROJECT, SAMPLES, SECRET, WEB, WEB_PROJECT, WIN, WIN_PROJECT,
-                         all_paths, prepare, signed)
+from api_support import (
+    MINIMAL,
+    RICH,
+    RICH_PROJECT,
+    SAMPLES,
+    SECRET,
+    WEB,
+    WEB_PROJECT,
+    WIN,
+    WIN_PROJECT,
+    all_paths,
+    prepare,
+    signed,
+)
 from apiserver import ApiServer, api_server, cli
+
 from metadata_content.spec import load_instance
 from metadata_content.tree import MetadataTree
 
@@ -183,7 +195,8 @@ def test_imds_v2_tokens(api: ApiServer) -> None:
     # bound to the instance it was issued to
     assert get(api, "/latest/meta-data/", WEB, WEB_PROJECT, **{"X-aws-ec2-metadata-token": token}).status == 401
     for ttl in ("0", "21601", "abc", "²"):
-        bad = api.request("PUT", token_path, signed(RICH, RICH_PROJECT, **{"X-aws-ec2-metadata-token-ttl-seconds": ttl}))
+        bad = api.request("PUT", token_path,
+                          signed(RICH, RICH_PROJECT, **{"X-aws-ec2-metadata-token-ttl-seconds": ttl}))
         assert bad.status == 400, ttl
     assert api.request("PUT", token_path, signed(RICH, RICH_PROJECT)).status == 400
     relayed = api.request("PUT", token_path, signed(RICH, RICH_PROJECT, **{

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from api_support import RICH, RICH_PROJECT, SAMPLES, WEB, WEB_PROJECT, prepare, signed
 from apiserver import api_server, free_port
+
 from metadata_content.spec import load_instance
 
 STATIC = {"site": "lab", "cloud-init": "#cloud-config\n{}\n"}
@@ -25,7 +25,7 @@ def target_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     seen: list[dict[str, Any]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append({"body": body, "content_type": self.headers["Content-Type"]})
             out = json.dumps({"answered_for": body["instance-id"]}).encode()

@@ -12,9 +12,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from cloudinit_consumer import b64decode_field, read_config_drive_dir
 from imagetools import blkid, bsdtar_extract, mcopy_extract, run
+
 from metadata_content import MetadataTree, load_instance
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ def test_cloud_init_reads_the_extracted_drive(built, spec: Path, tmp_path: Path)
     assert md["hostname"] == instance.fqdn
     if instance.user_data is not None:
         assert b64decode_field(result, "userdata") == instance.user_data
-    for i, injected in enumerate(instance.files):
+    for _i, injected in enumerate(instance.files):
         assert b64decode_field(result, "files", injected.path) == injected.content
 
 
@@ -302,15 +302,14 @@ def test_atomic_output_on_error_and_race(tmp_path: Path, temp: str, monkeypatch:
     if temp == "named":
         monkeypatch.setattr(atomic, "_open_unnamed", lambda directory: None)
     dest = tmp_path / "x.img"
-    with pytest.raises(RuntimeError):
-        with atomic.atomic_output(dest) as fh:
-            fh.write(b"half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic.atomic_output(dest) as fh:
+        fh.write(b"half")
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(FileExistsError):  # appeared while we were writing: never clobbered
-        with atomic.atomic_output(dest) as fh:
-            fh.write(b"ours")
-            dest.write_bytes(b"theirs")
+    # appeared while we were writing: never clobbered
+    with pytest.raises(FileExistsError), atomic.atomic_output(dest) as fh:
+        fh.write(b"ours")
+        dest.write_bytes(b"theirs")
     assert dest.read_bytes() == b"theirs" and list(tmp_path.iterdir()) == [dest]
     with atomic.atomic_output(dest, force=True) as fh:
         fh.write(b"ours")

@@ -70,7 +70,7 @@ class _Echo(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(out)
 
-    do_GET = do_POST = do_PUT = do_HEAD = _answer  # noqa: N815
+    do_GET = do_POST = do_PUT = do_HEAD = _answer
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -280,7 +280,7 @@ def test_new_instance_is_found_at_once_despite_the_cache(agent: str, env: dict[s
     store.close()
     status, _, body = ask(agent, X_Forwarded_For=ip)
     assert status == 200
-    assert dict((k.lower(), v) for k, v in json.loads(body)["headers"])["x-instance-id"] == spec["uuid"]
+    assert {k.lower(): v for k, v in json.loads(body)["headers"]}["x-instance-id"] == spec["uuid"]
 
 
 def test_connections_to_the_api_are_reused(agent: str, upstream: Recorder) -> None:

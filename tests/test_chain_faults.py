@@ -18,8 +18,8 @@ from metadata_content.server import haproxy, netns
 from metadata_content.server import lab as labmod
 from metadata_content.spec import instance_from_data
 from metadata_content.store import Store
-from tests.conftest import ROOT, SAMPLES
 from tests.chainlab import assert_gone, require_chain_tools, running_lab
+from tests.conftest import ROOT, SAMPLES
 
 META = "/openstack/latest/meta_data.json"
 WEB_UUID = "1281168b-3d3b-4ab0-b2db-115fb02e8d1f"

@@ -23,7 +23,7 @@ def all_command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[
     return paths
 
 
-@pytest.mark.parametrize("path", [()] + all_command_paths(cli), ids=lambda p: " ".join(p) or "configdrive")
+@pytest.mark.parametrize("path", [(), *all_command_paths(cli)], ids=lambda p: " ".join(p) or "configdrive")
 def test_help_everywhere(path):
     proc = run_cli(*path, "--help")
     assert proc.returncode == 0, proc.stderr

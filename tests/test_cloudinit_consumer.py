@@ -15,11 +15,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import cloudinit_consumer as cc
-from cloudinit_consumer import (CloudInitError, CloudInitUnavailable, b64decode_field, crawl_ec2,
-                                read_config_drive_dir, read_http_openstack, static_http_server)
+import pytest
+from cloudinit_consumer import (
+    CloudInitError,
+    CloudInitUnavailable,
+    b64decode_field,
+    crawl_ec2,
+    read_config_drive_dir,
+    read_http_openstack,
+    static_http_server,
+)
 from test_network_schema import BOND_VLAN_DOC, NOVA_DOC
 
 UUID = "0b1c9a3e-5f7d-4e2a-9c1b-7d8e6f5a4b3c"

@@ -14,9 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 import guestboot
+import pytest
 from guestboot import GuestBootError, NoConfigDriveFound, boot_with_drive, parse_console
 from imagetools import nova_iso_image, run
 

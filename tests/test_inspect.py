@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from imagetools import HOSTNAME, UUID, fixture_files, mkfs_vfat_image, nova_iso_image, read_tree
 
 from configdrive.inspect import read_drive, validate
 from configdrive.iso import write_iso
 from configdrive.vfat import write_vfat
-from imagetools import HOSTNAME, UUID, fixture_files, mkfs_vfat_image, nova_iso_image, read_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "configdrive", "inspect"]

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from imagetools import blkid, bsdtar_extract, digests_in_time_zones, fixture_files, read_tree, run, sevenzip_extract
 
 from configdrive.iso import IsoError, write_iso
-from imagetools import (blkid, bsdtar_extract, digests_in_time_zones, fixture_files, read_tree, run,
-                        sevenzip_extract)
 
 EPOCH = 1700000000
 
@@ -61,7 +60,7 @@ def test_rock_ridge_names_and_modes_as_genisoimage_r(image: Path) -> None:
     entries = _listing(image, "-R")
     files = fixture_files()
     assert {p.lstrip("/") for p, line in entries.items() if not line.startswith("d")} == set(files)
-    for path, line in entries.items():
+    for _path, line in entries.items():
         mode, _links, uid, gid = line.split()[:4]
         assert (uid, gid) == ("0", "0")
         assert mode == ("dr-xr-xr-x" if line.startswith("d") else "-r--r--r--"), line

@@ -24,13 +24,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import guestboot
+import libvirt  # libvirt-python, in the test extra: a missing module fails, never skips
 import pytest
 import yaml
-
-import libvirt  # libvirt-python, in the test extra: a missing module fails, never skips
-
-import guestboot
 from conftest import ROOT, run_cli
+
 from hypervisor import devices
 
 URI = "qemu:///system"
@@ -77,7 +76,7 @@ def daemons() -> Iterator[None]:
                 continue
             binary = guestboot.require(name, "libvirt-daemon-system")
             subprocess.run([binary, "-d", "-p", str(pidfile)], check=True, timeout=30)
-            _wait(lambda: _alive(pidfile) is not None, 15, f"{name} pid file {pidfile}")
+            _wait(lambda pidfile=pidfile: _alive(pidfile) is not None, 15, f"{name} pid file {pidfile}")
             started.append((name, _alive(pidfile)))  # type: ignore[arg-type]
         _wait(_can_connect, 30, f"libvirtd to accept connections on {URI}")
         if any(name == "libvirtd" for name, _ in started):
@@ -93,11 +92,11 @@ def daemons() -> Iterator[None]:
             conn.close()
         for name, pid in reversed(started):
             os.kill(pid, signal.SIGTERM)
-            _wait(lambda: not Path(f"/proc/{pid}").exists(), 20, f"{name} (pid {pid}) to stop")
+            _wait(lambda pid=pid: not Path(f"/proc/{pid}").exists(), 20, f"{name} (pid {pid}) to stop")
 
 
 @pytest.fixture(scope="module")
-def conn(daemons: None) -> Iterator["libvirt.virConnect"]:
+def conn(daemons: None) -> Iterator[libvirt.virConnect]:
     c = libvirt.open(URI)
     yield c
     c.close()
@@ -113,7 +112,7 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def domains(conn: "libvirt.virConnect") -> Iterator[list[str]]:
+def domains(conn: libvirt.virConnect) -> Iterator[list[str]]:
     """Uuids of domains a test defines; destroyed and undefined afterwards."""
     made: list[str] = []
     yield made
@@ -135,8 +134,8 @@ def _spec(workdir: Path, hostname: str, uuid: str, **extra: Any) -> Path:
     return path
 
 
-def _define(conn: "libvirt.virConnect", made: list[str], name: str, uuid: str,
-            console: Path | None = None, disks: str = "") -> "libvirt.virDomain":
+def _define(conn: libvirt.virConnect, made: list[str], name: str, uuid: str,
+            console: Path | None = None, disks: str = "") -> libvirt.virDomain:
     kernel = guestboot.kernel_path()
     os_boot = ""
     if console is not None:
@@ -161,13 +160,13 @@ def _define(conn: "libvirt.virConnect", made: list[str], name: str, uuid: str,
     return conn.defineXML(xml)
 
 
-def _our_disk(dom: "libvirt.virDomain", flags: int = libvirt.VIR_DOMAIN_XML_INACTIVE) -> list[ET.Element]:
+def _our_disk(dom: libvirt.virDomain, flags: int = libvirt.VIR_DOMAIN_XML_INACTIVE) -> list[ET.Element]:
     root = ET.fromstring(dom.XMLDesc(flags))
     return [d for d in root.iterfind("devices/disk")
             if d.find("alias") is not None and d.find("alias").get("name") == devices.ALIAS]
 
 
-def _boot(dom: "libvirt.virDomain", console: Path) -> guestboot.BootResult:
+def _boot(dom: libvirt.virDomain, console: Path) -> guestboot.BootResult:
     console.unlink(missing_ok=True)
     start = time.monotonic()
     dom.create()

@@ -16,11 +16,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import libvirt  # libvirt-python, in the test extra: a missing module fails, never skips
-
+import pytest
 from conftest import run_cli
+
 from hypervisor import PlacementError, attach, devices
 from hypervisor.connection import open_connection
 from metadata_content import load_instance
@@ -45,7 +44,7 @@ METADATA = """<metadata><nova:instance xmlns:nova="http://openstack.org/xmlns/li
 
 
 @pytest.fixture(scope="module")
-def conn() -> Iterator["libvirt.virConnect"]:
+def conn() -> Iterator[libvirt.virConnect]:
     c = open_connection("test:///default")
     yield c
     c.close()
@@ -57,7 +56,7 @@ def images(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def define(conn: "libvirt.virConnect") -> Iterator:
+def define(conn: libvirt.virConnect) -> Iterator:
     made: list = []
 
     def make(arch: str, machine: str, disks: str = "", extra: str = "", metadata: str = "") -> object:
@@ -220,7 +219,7 @@ def test_reattach_is_idempotent_and_detach_removes(define, images: Path) -> None
 def test_target_in_use_changes_nothing(define, images: Path) -> None:
     dom = define("x86_64", "pc-i440fx-7.2", PC_DISKS)
     before = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-    with pytest.raises(PlacementError, match="target hdc is already in use by the cdrom /var/tmp/install.iso"):
+    with pytest.raises(PlacementError, match=r"target hdc is already in use by the cdrom /var/tmp/install\.iso"):
         attach.attach(dom, INSTANCE, "iso9660", images, target="hdc")
     with pytest.raises(PlacementError, match="does not fit the ide bus"):
         attach.attach(dom, INSTANCE, "iso9660", images, target="sdb")

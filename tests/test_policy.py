@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import libvirt  # libvirt-python, in the test extra: a missing module fails, never skips
+import pytest
 
 from hypervisor import HypervisorError, attach, devices, policy
 from hypervisor.connection import open_connection
@@ -68,7 +67,7 @@ def test_force_setting_sources(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def conn() -> Iterator["libvirt.virConnect"]:
+def conn() -> Iterator[libvirt.virConnect]:
     c = open_connection("test:///default")
     made: list[str] = []
     c.made = made  # type: ignore[attr-defined]

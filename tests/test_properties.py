@@ -34,7 +34,7 @@ def subnet(draw, version: int, index: int) -> dict:
     elif draw(st.booleans()):
         out["dhcp"] = True
     if draw(st.booleans()):
-        out["routes"] = [{"cidr": "192.168.%d.0/24" % draw(st.integers(0, 255)) if version == 4
+        out["routes"] = [{"cidr": f"192.168.{draw(st.integers(0, 255))}.0/24" if version == 4
                           else "2001:db8:ffff::/48", "gateway": str(gateway)}]
     return out
 

@@ -3,12 +3,19 @@ and never shows a traceback. Expectations sit in each file's first line:
 ``# expect: <json path> | <fragment of the reason>``."""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from metadata_content import SpecError, load_instance
-from tests.conftest import run_cli
+from tests.conftest import ROOT, locked_versions, run_cli
 
 BAD = sorted((Path(__file__).parent / "bad_specs").glob("*.yaml"))
 
@@ -69,3 +76,49 @@ def test_json_spec_errors_too(tmp_path):
     assert proc.returncode == 0  # "/" needs no instance, as in Nova
     proc = run_cli("render", "--instance", str(spec), "/latest/meta-data/hostname")
     assert proc.returncode == 2 and b"nics[0].mac: must be a string" in proc.stderr
+
+
+_MESSAGES = """
+import json, sys, yaml
+from pathlib import Path
+from metadata_content import SpecError, load_instance
+out = {"pyyaml": yaml.__version__}
+for spec in sys.argv[1:]:
+    try:
+        load_instance(spec)
+        out[spec] = None
+    except SpecError as exc:
+        out[spec] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def _messages(specs: list[Path], pythonpath: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": pythonpath} if pythonpath else None
+    proc = subprocess.run([sys.executable, "-c", _MESSAGES, *map(str, specs)], capture_output=True,
+                          env=env, timeout=120, check=True)
+    return json.loads(proc.stdout)
+
+
+def test_messages_do_not_depend_on_pyyaml_s_release(tmp_path):
+    """A new PyYAML release changed its wording and turned the suite red once:
+    every bad spec (and a few more YAML mistakes) must read the same under the
+    oldest PyYAML we admit, installed from its own hashed lock, as under ours."""
+    lock = ROOT / "tests" / "pyyaml-oldest.txt"  # scripts/lock.sh: pyproject.toml's lower bound
+    cache = Path.home() / ".cache" / "configdrive-tests" / hashlib.sha256(lock.read_bytes()).hexdigest()[:16]
+    if not (cache / "yaml").is_dir():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache.parent))  # renamed into place once complete
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
+                        "--target", str(staging), "-r", str(lock)], check=True, timeout=300)
+        shutil.rmtree(cache, ignore_errors=True)
+        staging.rename(cache)
+    extra = {"syntax": "a: [b\n", "tab": "a:\n\tb: 1\n", "alias": "a: *x\n", "two-documents": "a: 1\n---\nb: 2\n",
+             "deep-flow": "a: " + "[" * 2000 + "]" * 2000 + "\n", "deep-block": "a:\n" + "".join(
+                 "  " * i + "b:\n" for i in range(1, 1100)), "control": "a: \x01\n"}
+    for name, text in extra.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    specs = BAD + sorted(tmp_path.glob("*.yaml"))
+    ours, oldest = _messages(specs), _messages(specs, str(cache))
+    assert ours.pop("pyyaml") != oldest.pop("pyyaml") == locked_versions("tests/pyyaml-oldest.txt")["pyyaml"]
+    assert all(ours.values()) and ours == oldest

@@ -49,7 +49,8 @@ def test_user_data_forms(tmp_path):
 
 def test_read_spec_inlines_files_so_the_store_needs_no_directory(tmp_path):
     (tmp_path / "motd").write_text("hi\n")
-    (tmp_path / "k.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpLnqtlLpQehMSV8X8CH+gml0Nmc9dH5Q/2haAxA8eB a\n")
+    (tmp_path / "k.pub").write_text(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpLnqtlLpQehMSV8X8CH+gml0Nmc9dH5Q/2haAxA8eB a\n")
     data = read_spec(write(tmp_path, f"uuid: {UUID}\nhostname: h\nfiles: [{{path: /etc/motd, file: motd}}]\n"
                                      "keys: [{name: a, file: k.pub}]\n"))
     assert data["files"] == [{"path": "/etc/motd", "content_base64": base64.b64encode(b"hi\n").decode()}]
@@ -96,12 +97,12 @@ def test_ec2_ids_from_numbers_or_given(tmp_path):
 # -- the YAML loader: only what JSON can hold ----------------------------------
 
 def _both_paths(text):
-    """yaml_loader.load's result and PyYAML's constructor's, or the error each raised."""
+    """yaml_loader.load's result and PyYAML's constructor's, or the type of error each raised."""
     out = []
     for load in (yaml_loader.load, lambda t: yaml.load(t, Loader=yaml_loader.SpecLoader)):
         try:
             out.append(load(text))
-        except (yaml.YAMLError, RecursionError) as exc:
+        except (yaml_loader.SpecYAMLError, yaml.YAMLError, RecursionError) as exc:
             out.append(type(exc))
     return out
 
@@ -125,7 +126,7 @@ def test_aliases_share_a_value_in_both_loader_paths():
 
 def test_a_value_containing_itself_is_refused_by_both_paths():
     for text in ("vendor_data: &v\n  self: *v\n", "vendor_data: {l: &l [*l]}\n", "a: &l [{b: *l}]\n"):
-        assert _left_to_pyyaml(text) and _both_paths(text) == [yaml.constructor.ConstructorError] * 2, text
+        assert _left_to_pyyaml(text) and _both_paths(text) == [yaml_loader.SpecYAMLError] * 2, text
 
 
 def test_only_json_tags_are_constructed():
@@ -136,40 +137,86 @@ def test_only_json_tags_are_constructed():
     for text in ("a: !!timestamp 2020-01-01", "a: !!binary aGk=", "a: !!set {x}", "a: !!omap [x: 1]",
                  "a: !!pairs [x: 1]", "a: !!python/name:os.system", "a: !foo x", "!!merge <<: {a: 1}",
                  "a: !!int 0x10", "a: !!float abc", "a: !!bool maybe"):
-        assert _left_to_pyyaml(text) and _both_paths(text) == [yaml.constructor.ConstructorError] * 2, text
+        assert _left_to_pyyaml(text) and _both_paths(text) == [yaml_loader.SpecYAMLError] * 2, text
 
 
-@pytest.mark.parametrize("depth", [50, 99, 100, 150, 300, 600])
+@pytest.mark.parametrize("levels", [2, 50, 99, 100])
 @pytest.mark.parametrize("open_, close", [("[", "]"), ("{a: ", "}")])
-def test_deep_documents_get_pyyaml_s_answer(depth, open_, close):
-    """PyYAML builds recursively and gives up a few hundred levels down; the
-    event builder must not answer where PyYAML fails, nor fail where it answers."""
-    text = "v: " + open_ * depth + "1" + close * depth + "\n"
+def test_documents_up_to_the_limit_get_pyyaml_s_value(levels, open_, close):
+    """The top mapping is the first of the 100 levels a document may have."""
+    text = "v: " + open_ * (levels - 1) + "1" + close * (levels - 1) + "\n"
     fast, pyyaml = _both_paths(text)
-    assert fast == pyyaml, depth
+    assert fast == pyyaml and isinstance(fast, dict), levels
+
+
+@pytest.mark.parametrize("levels", [101, 150, 999, 1001, 3000, 100_000])
+@pytest.mark.parametrize("style", ["flow", "flow with an anchor", "block"])
+def test_deeper_documents_get_our_error_with_the_line(levels, style):
+    """Our limit, at the line and column of the 101st level, before PyYAML's
+    recursion or libyaml's own nesting limit can answer in their words."""
+    if style == "block":
+        if levels > 1001:
+            return  # megabytes of indentation; 1001 is already past libyaml's limit
+        # n: 1 / v: / then one "a:" per level, each two spaces deeper
+        text = "n: 1\nv:\n" + "".join("  " * i + "a:\n" for i in range(1, levels - 1)) + "  " * (levels - 1) + "a: 1\n"
+        line, column = 102, 201  # the 100th "a:", the mapping that is level 101
+    else:
+        anchor = "&x " if style == "flow with an anchor" else ""
+        text = "n: 1\nv: " + anchor + "[" * (levels - 1) + "]" * (levels - 1) + "\n"
+        line, column = 2, 3 + len(anchor) + 100  # the 100th bracket
+    with pytest.raises(yaml_loader.SpecYAMLError) as err:
+        yaml_loader.load(text)
+    assert str(err.value) == (f"nested too deeply (more than 100 levels of lists and mappings) "
+                              f"(line {line}, column {column})")
 
 
 def test_non_json_values_are_a_clear_spec_error(tmp_path):
-    cases = {"vendor_data: {t: !!timestamp 2020-01-01}": "invalid YAML: tag '!!timestamp' is not supported",
-             "vendor_data: {t: !!binary aGk=}": "invalid YAML: tag '!!binary' is not supported",
-             "vendor_data: {l: &l [*l]}": "invalid YAML: found unconstructable recursive node",
-             "? [1]\n: x": "invalid YAML: found unhashable key",
-             "vendor_data: {1: a, '1': b}": "invalid YAML: found key '1', which is not a string (quote it)",
-             "meta: {~: x}": "invalid YAML: found key '~', which is not a string",
-             "true: x": "invalid YAML: found key 'true', which is not a string",
-             "vendor_data: " + "[" * 3000 + "]" * 3000: "invalid YAML: nested too deeply"}
+    cases = {"vendor_data: {t: !!timestamp 2020-01-01}": "tag '!!timestamp' is not supported: a spec holds "
+             "only strings, numbers, true/false, null, lists and mappings (line 3, column 18)",
+             "vendor_data: {t: !!binary aGk=}": "tag '!!binary' is not supported",
+             "vendor_data: {l: &l [*l]}": "an alias makes this value contain itself (line 3, column 18)",
+             "? [1]\n: x": "found a list or mapping as a key (keys are strings) (line 3, column 3)",
+             "vendor_data: {1: a, '1': b}": "found key '1', which is not a string (quote it) (line 3, column 15)",
+             "meta: {~: x}": "found key '~', which is not a string",
+             "true: x": "found key 'true', which is not a string",
+             "vendor_data: *nope": "alias *nope has no anchor &nope before it (line 3, column 14)",
+             "---\nx: 1\n---\ny: 2": "a second document starts here: a spec is one document (line 3, column 1)",
+             "vendor_data: {a: 1": "unexpected text here (check the indentation, the ':' after each key, "
+             "and that every bracket and quote is closed) (line 4, column 1)",
+             "vendor_data: 'open": "not valid YAML syntax here (an unclosed quote or bracket, a stray "
+             "character, or a ':' or '-' without a space after it) (line 4, column 1)",
+             "vendor_data:\n\tx: 1": "a tab character here (YAML indents with spaces only) (line 4, column 1)",
+             "vendor_data: \x07": "character U+0007 is not allowed in YAML (line 3)",
+             "vendor_data: " + "[" * 3000 + "]" * 3000: "nested too deeply (more than 100 levels of lists "
+             "and mappings) (line 3, column 113)"}
     for text, message in cases.items():
         with pytest.raises(SpecError) as err:
             load_instance(write(tmp_path, f"uuid: {UUID}\nhostname: h\n{text}\n"))
         [problem] = err.value.problems
-        assert problem.path == "" and problem.message.startswith(message), (text, problem)
+        assert problem.path == "" and problem.message.startswith(f"invalid YAML: {message}"), (text, problem)
 
 
-def test_deep_json_is_a_clear_spec_error(tmp_path):
-    deep = "[" * 100000 + "]" * 100000
-    text = f'{{"uuid": "{UUID}", "hostname": "h", "vendor_data": {{"d": {deep}}}}}'
-    with pytest.raises(SpecError, match="invalid JSON: nested too deeply"):
-        load_instance(write(tmp_path, text, "deep.json"))
+@pytest.mark.parametrize("depth", [100, 101, 2000, 100_000])
+def test_deep_json_is_a_clear_spec_error(tmp_path, depth):
+    """The same limit as YAML's: a JSON spec 100 levels deep loads, one level more does not."""
+    deep = "[" * (depth - 2) + "]" * (depth - 2)  # vendor_data and "d" are two levels
+    text = f'{{"uuid": "{UUID}",\n"hostname": "h",\n"vendor_data": {{"d": {deep}}}}}'
+    spec = write(tmp_path, text, "deep.json")
+    if depth <= 100:
+        load_instance(spec)
+        return
+    with pytest.raises(SpecError) as err:
+        load_instance(spec)
+    assert err.value.problems[0].message == (
+        "invalid JSON: nested too deeply (more than 100 levels of arrays and objects) (line 3)")
+
+
+def test_json_syntax_errors_name_the_line(tmp_path):
+    spec = write(tmp_path, f'{{"uuid": "{UUID}",\n "hostname": "h",,\n}}', "bad.json")
+    with pytest.raises(SpecError) as err:
+        load_instance(spec)
+    message = err.value.problems[0].message
+    assert message.startswith("invalid JSON: ") and message.endswith("(line 2, column 18)")
 
 
 def test_keys_that_are_not_strings_are_refused_with_their_line(tmp_path):
@@ -215,12 +262,9 @@ def test_the_event_builder_agrees_with_pyyaml(value, flow) -> None:
 
 
 @pytest.mark.parametrize("text", ["a: 1.0e999\nb: [", "a: 1.0e999\n", "a: 1\na: 2\nb: [", "[1, 2", "a: b\n---\nc: d\n",
-                                  "a: !!int x\n", "? [1]\n: x\n", "a: *nope\n", "a: [b\n"])
-def test_bad_documents_give_pyyaml_s_error(text) -> None:
-    """The event builder hands every error back to PyYAML: the same exception and message."""
-    errors = []
-    for load in (yaml_loader.load, lambda t: yaml.load(t, Loader=yaml_loader.SpecLoader)):
-        with pytest.raises(yaml.YAMLError) as caught:
-            load(text)
-        errors.append((type(caught.value), str(caught.value)))
-    assert errors[0] == errors[1]
+                                  "a: !!int x\n", "? [1]\n: x\n", "a: *nope\n", "a: [b\n", "a: &x 1\nb: [\n"])
+def test_bad_documents_give_our_error(text) -> None:
+    """Every YAML problem is a SpecYAMLError with a line, worded here, never a parser's error."""
+    with pytest.raises(yaml_loader.SpecYAMLError) as caught:
+        yaml_loader.load(text)
+    assert caught.value.line is not None and "\n" not in str(caught.value)

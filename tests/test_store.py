@@ -1,21 +1,21 @@
 """The instance store on SQLite (WAL file) and on a real PostgreSQL server."""
 from __future__ import annotations
 
-import time
 import copy
-import json
 import itertools
+import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from api_support import RICH, SAMPLES
+from pgcluster import postgres_cluster
+
 from metadata_content.spec import instance_from_data, read_spec
 from metadata_content.store import ChangeWatcher, Store, StoreError
-from pgcluster import postgres_cluster
 
 _names = itertools.count()
 

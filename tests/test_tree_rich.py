@@ -99,10 +99,10 @@ EC2_LEAVES = {
 
 @pytest.mark.parametrize("path", ["/", "", "/ec2", "/ec2/", "//", "/ec2//", "/?x=1", "/latest/.."])
 def test_ec2_root_lists_versions(http, path):
-    assert text(http, path) == "\n".join(EC2_VERSIONS + ["latest"])
+    assert text(http, path) == "\n".join([*EC2_VERSIONS, "latest"])
 
 
-@pytest.mark.parametrize("version", EC2_VERSIONS + ["latest"])
+@pytest.mark.parametrize("version", [*EC2_VERSIONS, "latest"])
 def test_ec2_version_listing(http, version):
     assert text(http, f"/{version}") == "meta-data/\nuser-data"
     assert text(http, f"/ec2/{version}/") == "meta-data/\nuser-data"
@@ -178,8 +178,8 @@ FULL = ["meta_data.json", "user_data", "password", "vendor_data.json", "network_
 
 
 def test_openstack_root_lists_versions_then_latest(http):
-    assert text(http, "/openstack") == "\n".join(OS_VERSIONS + ["latest"])
-    assert text(http, "/openstack/") == "\n".join(OS_VERSIONS + ["latest"])
+    assert text(http, "/openstack") == "\n".join([*OS_VERSIONS, "latest"])
+    assert text(http, "/openstack/") == "\n".join([*OS_VERSIONS, "latest"])
 
 
 def test_openstack_root_hides_future_versions(rich):
@@ -188,7 +188,7 @@ def test_openstack_root_hides_future_versions(rich):
     assert early.lookup("/openstack/2025-04-04").status == 200  # still reachable by name
 
 
-@pytest.mark.parametrize("version", OS_VERSIONS + ["latest"])
+@pytest.mark.parametrize("version", [*OS_VERSIONS, "latest"])
 def test_openstack_version_listing(http, version):
     expected = LISTINGS.get(version, FULL)
     assert text(http, f"/openstack/{version}") == "\n".join(expected)
@@ -228,7 +228,7 @@ def expected_meta_data(version: str, *, drive: bool) -> list[tuple[str, object]]
     return doc
 
 
-@pytest.mark.parametrize("version", OS_VERSIONS + ["latest"])
+@pytest.mark.parametrize("version", [*OS_VERSIONS, "latest"])
 @pytest.mark.parametrize("delivery", ["http", "drive"])
 def test_meta_data_json(http, drive, version, delivery):
     tree = http if delivery == "http" else drive
@@ -303,7 +303,7 @@ NETWORK_DATA = {
 }
 
 
-@pytest.mark.parametrize("version", OS_VERSIONS[3:] + ["latest"])
+@pytest.mark.parametrize("version", [*OS_VERSIONS[3:], "latest"])
 def test_network_data_json(http, version):
     body = http.lookup(f"/openstack/{version}/network_data.json").body
     assert json.loads(body, object_pairs_hook=list) == json.loads(json.dumps(NETWORK_DATA), object_pairs_hook=list)
@@ -365,7 +365,7 @@ def test_drive_files(drive):
     expected = {"ec2/2009-04-04/meta-data.json", "ec2/2009-04-04/user-data",
                 "ec2/latest/meta-data.json", "ec2/latest/user-data",
                 "openstack/content/0000", "openstack/content/0001"}
-    for version in OS_VERSIONS + ["latest"]:
+    for version in [*OS_VERSIONS, "latest"]:
         dated = OS_VERSIONS[-1] if version == "latest" else version
         expected |= {f"openstack/{version}/{n}" for n in LISTINGS.get(dated, FULL) if n != "password"}
     assert set(files) == expected
@@ -381,7 +381,8 @@ def test_drive_ec2_meta_data_json(drive):
                          "local-ipv4", "reservation-id", "security-groups", "public-keys", "local-hostname",
                          "public-hostname", "public-ipv4", "instance-type", "block-device-mapping",
                          "kernel-id", "ramdisk-id", "placement", "instance-action"]
-    assert doc["public-keys"] == {"0": {"openssh-key": ALICE}, "1": {"openssh-key": doc["public-keys"]["1"]["openssh-key"]}}
+    second = doc["public-keys"]["1"]["openssh-key"]
+    assert doc["public-keys"] == {"0": {"openssh-key": ALICE}, "1": {"openssh-key": second}}
     assert "_name" not in json.dumps(doc)
     assert doc["ami-launch-index"] == 0
     assert doc["security-groups"] == ["default", "db"]

@@ -6,10 +6,9 @@ import struct
 from pathlib import Path
 
 import pytest
+from imagetools import blkid, digests_in_time_zones, fixture_files, mcopy_extract, run, sevenzip_extract
 
 from configdrive.vfat import VfatError, geometry, write_vfat
-from imagetools import (blkid, digests_in_time_zones, fixture_files, mcopy_extract, run,
-                        sevenzip_extract)
 
 EPOCH = 1700000000
 MiB = 1024 * 1024

@@ -217,7 +217,8 @@ def lab_up(lab_dir: str | None, guests: int, mode: str, specs_dir: Path | None, 
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def lab_exec(lab_dir: str | None, guest: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside GUEST's namespace (g0, 0, or its instance uuid)."""
-    from metadata_content.server.lab import LabError, guest as find, load
+    from metadata_content.server.lab import LabError, load
+    from metadata_content.server.lab import guest as find
 
     try:
         g = find(load(_lab_dir(lab_dir)), guest)
@@ -300,6 +301,7 @@ def doctor(netns: str | None, use_lab: bool, lab_dir: str | None, socket_path: s
     if use_lab:
         results = diagnose_lab(_lab_dir(lab_dir))
     else:
+        assert netns is not None  # exactly one of --netns and --lab, checked above
         state = lab_state(_lab_dir(lab_dir))
         url, where = _doctor_store(config_file, data_dir, store_url, state)
         results = [diagnose_netns(netns, socket_path=socket_path, data_dir=where, lab=state, store_url=url)]

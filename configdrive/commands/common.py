@@ -27,7 +27,7 @@ def fail(status: int, message: str) -> NoReturn:
     sys.exit(status)
 
 
-def load_or_exit(spec: Path) -> "Instance":
+def load_or_exit(spec: Path) -> Instance:
     """Load an instance spec; on a bad spec print every problem and exit 2."""
     from metadata_content.errors import SpecError
     from metadata_content.spec import load_instance
@@ -56,7 +56,7 @@ def store_or_exit(config: ApiConfig) -> Store:
 
     try:
         return Store(config.store_url, config.data_dir)
-    except Exception as err:  # noqa: BLE001 - any driver error becomes one clear line
+    except Exception as err:
         where, reason = _redacted(config.store_url, config.data_dir, str(err))
         click.echo(f"error: cannot open the store {where}: {reason}", err=True)
         sys.exit(EXIT_FAILURE)
@@ -70,7 +70,7 @@ def _redacted(store_url: str | None, data_dir: str | None, reason: str) -> tuple
 
     try:
         url = make_url(store_url)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown by its scheme only
+    except Exception:
         return store_url.split(":", 1)[0] + "://...", reason
     if url.password:
         reason = reason.replace(url.password, "***")

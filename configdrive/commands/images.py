@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, fail
+
+if TYPE_CHECKING:  # pragma: no cover
+    from configdrive.build import Job
 
 
 def _classify(err: BaseException) -> tuple[int, str]:
@@ -21,7 +25,7 @@ def _classify(err: BaseException) -> tuple[int, str]:
     if isinstance(err, (SpecError, BadInput)):
         return EXIT_BAD_INPUT, str(err)
     if isinstance(err, OutputError):
-        return EXIT_FAILURE, err.strerror
+        return EXIT_FAILURE, err.strerror or str(err)
     if isinstance(err, (FileExistsError, IsADirectoryError, FileNotFoundError)):
         return EXIT_BAD_INPUT, f"{err.filename}: {err.strerror}"
     if isinstance(err, OSError):
@@ -87,7 +91,7 @@ def build(instances: tuple[Path, ...], more: tuple[Path, ...], fmt: str,
                 _batch(jobs, fmt, size_bytes, epoch, force)
         except KeyboardInterrupt:
             click.echo("interrupted: no partial image was left behind", err=True)
-            raise SystemExit(130)
+            raise SystemExit(130) from None
         except Terminated:
             click.echo("terminated: no partial image was left behind", err=True)
             raise
@@ -104,7 +108,7 @@ def _check_vfat_size(fmt: str, size: int) -> None:
         raise BadInput(f"--size: {err}") from None
 
 
-def _single(job, fmt: str, size: int | None, epoch: int | None, force: bool) -> None:
+def _single(job: Job, fmt: str, size: int | None, epoch: int | None, force: bool) -> None:
     from configdrive.build import build_one
     try:
         written = build_one(job, fmt, size=size, epoch=epoch, force=force)
@@ -113,12 +117,12 @@ def _single(job, fmt: str, size: int | None, epoch: int | None, force: bool) -> 
     click.echo(f"{job.output} ({fmt}, {written} bytes)")
 
 
-def _batch(jobs: list, fmt: str, size: int | None, epoch: int | None, force: bool) -> None:
+def _batch(jobs: list[Job], fmt: str, size: int | None, epoch: int | None, force: bool) -> None:
     from configdrive.build import build_one
     tty = sys.stderr.isatty()
     failures: list[tuple[int, str]] = []
 
-    def one(job) -> None:
+    def one(job: Job) -> None:
         try:
             written = build_one(job, fmt, size=size, epoch=epoch, force=force)
         except Exception as err:

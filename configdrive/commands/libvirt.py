@@ -7,16 +7,19 @@ Exit status: 0 done, 1 failure (no daemon, permission, libvirt refused),
 """
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import uuid as uuidlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, fail, load_or_exit, open_store
 from configdrive.commands.service import with_store_options
+from hypervisor import NEEDS_LIBVIRT_PYTHON
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
@@ -60,7 +63,7 @@ def _is_file(ref: str) -> bool:
         return False
 
 
-def _resolve_instance(ref: str, store: Callable[[], "Store"]) -> "Instance":
+def _resolve_instance(ref: str, store: Callable[[], Store]) -> Instance:
     """A spec file path, else the uuid of an instance registered in the store."""
     from metadata_content.errors import SpecError
     if _is_file(ref):
@@ -115,6 +118,7 @@ def attach(domain: str, instance_ref: str, fmt: str, target: str | None, connect
     where the bus allows (cdrom media change, SCSI hot-plug), otherwise at its
     next boot.
     """
+
     from hypervisor import attach as attaching
     from hypervisor.connection import lookup_domain, open_connection
 
@@ -189,3 +193,7 @@ def sync(fmt: str, force: bool | None, dry_run: bool, connect: str | None,
     counts = {s: sum(r.status == s for r in results) for s in ("drive", "http", "ignored", "failed")}
     click.echo(", ".join(f"{n} {s}" for s, n in counts.items()))
     sys.exit(EXIT_FAILURE if counts["failed"] else 0)
+
+
+for _command in (attach, detach, sync):  # the same words as the error and the README
+    _command.help = f"{inspect.cleandoc(_command.help or '')}\n\nThis command {NEEDS_LIBVIRT_PYTHON}."

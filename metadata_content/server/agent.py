@@ -6,8 +6,9 @@ appended to X-Forwarded-For -> the store's port index -> (instance, project)
 
 Identity source (OSSN-0074): haproxy's ``option forwardfor`` *appends* one
 X-Forwarded-For line after any the guest sent; the agent joins repeated lines
-with commas in order and takes the **last** entry only. A guest-sent X-Forwarded-For is passed on to the API untouched (its
-IMDSv2 relay check needs the whole chain) but never picks the instance.
+with commas in order and takes the **last** entry only. A guest-sent
+X-Forwarded-For is passed on to the API untouched (its IMDSv2 relay check
+needs the whole chain) but never picks the instance.
 Neutron instead parses the whole header as one address and answers 502 when a
 guest adds one; a forged single value there is overwritten by nothing.
 
@@ -26,6 +27,7 @@ names are matched exactly as they arrive (lower-cased), so a guest's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import json
@@ -284,7 +286,7 @@ class Agent:
         except Refused as exc:
             status, headers, body = exc.status, [("content-type", "text/plain; charset=utf-8")], \
                 exc.message.encode()
-        except Exception:  # noqa: BLE001 - a guest gets a 500, the log gets the trace
+        except Exception:
             log.exception("%s agent failure", rid)
             status, headers, body = 500, [("content-type", "text/plain; charset=utf-8")], \
                 b"An unknown error has occurred. Please try your request again."
@@ -339,7 +341,7 @@ class Agent:
         try:
             await asyncio.to_thread(self.store.ping)
             report["store"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - reported
+        except Exception as exc:
             report["store"] = f"error: {exc}"
         probe = "00000000-0000-0000-0000-000000000000"
         try:
@@ -372,7 +374,7 @@ def _open_log(target: str) -> IO[str] | None:
         return None
     if target == "-":
         return sys.stderr
-    return open(target, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives with the worker
+    return open(target, "a", buffering=1, encoding="utf-8")
 
 
 def app_from_env() -> Agent:
@@ -418,7 +420,5 @@ def serve_agent(config: AgentConfig) -> None:
                 workers=config.workers, websockets=False, factory=True, backlog=config.backlog,
                 runtime_mode=RuntimeModes.st, log_access=False, respawn_failed_workers=True).serve()
     finally:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(config.socket)
-        except FileNotFoundError:
-            pass

@@ -19,8 +19,9 @@ from __future__ import annotations
 import base64
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from metadata_content.model import Instance, replace
 from metadata_content.store import ChangeWatcher, Store

@@ -15,7 +15,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 MODES = ("proxy", "direct")
 IMDS_MODES = ("optional", "required")
@@ -51,9 +51,10 @@ class ApiConfig:
     vendordata_dynamic_failure_fatal: bool = False
     vendordata_dynamic_timeout: float = 5.0
 
-    SECTIONS = {"store": ("store_url", "data_dir"),
-                "vendordata": ("vendordata_file", "vendordata_dynamic_targets",
-                               "vendordata_dynamic_failure_fatal", "vendordata_dynamic_timeout")}
+    SECTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "store": ("store_url", "data_dir"),
+        "vendordata": ("vendordata_file", "vendordata_dynamic_targets",
+                       "vendordata_dynamic_failure_fatal", "vendordata_dynamic_timeout")}
 
     def check(self) -> None:
         """Refuse settings the service cannot run safely with."""

@@ -62,6 +62,7 @@ def render(socket_path: str, *, network_id: str | None = None, router_id: str | 
         own, other, ident = "Network", "Router", network_id
         bind = bind or "169.254.169.254:80"
     else:
+        assert router_id is not None  # exactly one of the two, checked above
         own, other, ident = "Router", "Network", router_id
         bind = bind or "0.0.0.0:9697"
     lines = [

@@ -182,7 +182,7 @@ def guest_spec(state: dict[str, Any], index: int, ip: str, mac: str,
 
 def _mac(state: dict[str, Any], index: int) -> str:
     lab = bytes.fromhex(state["id"])
-    return "fa:16:3e:%02x:%02x:%02x" % (lab[0] ^ lab[1], index >> 8 & 0xff, index & 0xff)
+    return f"fa:16:3e:{lab[0] ^ lab[1]:02x}:{index >> 8 & 0xff:02x}:{index & 0xff:02x}"
 
 
 @contextmanager

@@ -47,7 +47,7 @@ class Metrics:
     def snapshot(self) -> dict[str, Any]:
         return {"requests": [[s, c, n] for (s, c), n in list(self.requests.items())],
                 "buckets": list(self.buckets), "sum": self.latency_sum, "count": self.count,
-                "cache": dict(zip(("hit", "miss"), self.cache_source() if self.cache_source else (0, 0)))}
+                "cache": dict(zip(("hit", "miss"), self.cache_source() if self.cache_source else (0, 0), strict=False))}
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._writer, name="metrics-writer", daemon=True)
@@ -85,7 +85,7 @@ def collect(directory: str | Path) -> dict[str, Any]:
         total["workers"] += 1
         for status, cls, n in snap["requests"]:
             total["requests"][(status, cls)] = total["requests"].get((status, cls), 0) + n
-        total["buckets"] = [a + b for a, b in zip(total["buckets"], snap["buckets"])]
+        total["buckets"] = [a + b for a, b in zip(total["buckets"], snap["buckets"], strict=False)]
         total["sum"] += snap["sum"]
         total["count"] += snap["count"]
         for k in ("hit", "miss"):
@@ -102,7 +102,7 @@ def render(total: dict[str, Any], instances: int | None = None) -> bytes:
     out += ["# HELP configdrive_api_request_duration_seconds Time to answer a metadata request.",
             "# TYPE configdrive_api_request_duration_seconds histogram"]
     running = 0
-    for bound, n in zip((*BUCKETS, "+Inf"), total["buckets"]):
+    for bound, n in zip((*BUCKETS, "+Inf"), total["buckets"], strict=False):
         running += n
         out.append(f'configdrive_api_request_duration_seconds_bucket{{le="{bound}"}} {running}')
     out.append(f"configdrive_api_request_duration_seconds_sum {total['sum']:.6f}")

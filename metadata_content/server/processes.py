@@ -5,19 +5,18 @@ place that knows how: SIGTERM, a bounded wait, then SIGKILL.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 def alive(pid: int) -> bool:
     """True while *pid* exists and is not a zombie (reaping it if it is our child)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
@@ -30,10 +29,8 @@ def stop_pids(pids: Iterable[int], wait: float = 5.0) -> None:
     left = list(pids)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in left:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + wait
         while left and time.monotonic() < deadline:
             left = [p for p in left if alive(p)]

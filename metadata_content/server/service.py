@@ -17,9 +17,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import IO, TYPE_CHECKING, Any
 
 from metadata_content.server import identity as ident
 from metadata_content.server.cache import Entry, RenderCache
@@ -156,7 +157,7 @@ class MetadataService:
                 log.warning("%s %s %s from %s", environ["configdrive.request_id"], exc.message, exc.log,
                             environ.get("HTTP_X_FORWARDED_FOR") or environ.get("REMOTE_ADDR"))
             return refusal(exc.status, exc.message)
-        except Exception:  # noqa: BLE001 - a guest gets Nova's 500, the log gets the trace
+        except Exception:
             log.exception("%s metadata request failed: %s %r", environ["configdrive.request_id"],
                           environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             return refusal(500, UNKNOWN_ERROR)

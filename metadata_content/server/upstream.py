@@ -177,7 +177,7 @@ async def _read_rest(reader: asyncio.StreamReader, head: bytes, method: str) -> 
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         size_line = await reader.readuntil(b"\n")
         try:
