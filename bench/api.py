@@ -36,8 +36,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from metadata_content.chain.lab import _free_port as free_port  # noqa: E402
 from metadata_content.server.identity import sign_instance_id  # noqa: E402
-from metadata_content.server.lab import _free_port as free_port  # noqa: E402
 from metadata_content.spec import instance_from_data, read_spec  # noqa: E402
 from metadata_content.store import Store  # noqa: E402
 

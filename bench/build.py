@@ -89,9 +89,9 @@ def main() -> None:
     for package in ("configdrive", "metadata_content"):
         compileall.compile_dir(ROOT / package, quiet=1)
 
-    from configdrive.build import Job, build_one, render_drive_files
-    from configdrive.iso import write_iso
-    from configdrive.vfat import write_vfat
+    from configdrive.images.build import Job, build_one, render_drive_files
+    from configdrive.images.iso import write_iso
+    from configdrive.images.vfat import write_vfat
 
     spec = args.spec.resolve()
     files = render_drive_files(spec)

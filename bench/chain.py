@@ -132,7 +132,7 @@ def crawl_main(spec_file: str) -> None:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from metadata_content.server import lab as labmod
+    from metadata_content.chain import lab as labmod
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)

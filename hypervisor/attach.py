@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from configdrive.build import FORMATS
+from configdrive.images.formats import FORMATS
 from hypervisor import HypervisorError, devices
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,7 +76,7 @@ def build_image(instance: Instance, fmt: str, path: Path, *, epoch: int | None =
     ``epoch`` dates every file (None: now); the caller reads and checks
     SOURCE_DATE_EPOCH, so a bad value is refused before anything is touched.
     """
-    from configdrive.build import drive_files, write_image_file
+    from configdrive.images.build import drive_files, write_image_file
 
     # mode 0644: qemu reads it even where libvirt does not chown
     write_image_file(drive_files(instance), path, fmt, force=False, epoch=epoch, mode=0o644)

@@ -6,6 +6,17 @@
     tree.drive_files()                                  # -> {"openstack/latest/meta_data.json": b"...", ...}
 
 Nothing outside this package formats a listing or a JSON file for a guest.
+The layout follows the data, and imports point one way (tests/test_layout.py):
+
+    spec/        file -> validated data -> Instance (errors name file, field, line)
+    schemas/     the JSON Schemas and their loader
+    model.py     Instance and its parts: immutable values, nothing rendered
+    render/      Instance -> MetadataTree -> bytes (the only renderer)
+    errors.py    what a user can cause, with its exit status
+    store.py     registered instances (SQLite or PostgreSQL), for the services
+                 and the CLI; the model, spec and render never import it
+    server/      the HTTP services (API, agent) over the tree and the store
+    chain/       operating haproxy, namespaces, dnsmasq, the lab, doctor
 """
 from __future__ import annotations
 
@@ -16,14 +27,14 @@ __all__ = ["Answer", "Instance", "MetadataTree", "SpecError", "load_instance", "
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.errors import SpecError
     from metadata_content.model import Instance
+    from metadata_content.render.tree import Answer, MetadataTree
     from metadata_content.spec import load_instance, load_spec
-    from metadata_content.tree import Answer, MetadataTree
 
 _LAZY = {
     "load_instance": "metadata_content.spec",
     "load_spec": "metadata_content.spec",
-    "MetadataTree": "metadata_content.tree",
-    "Answer": "metadata_content.tree",
+    "MetadataTree": "metadata_content.render.tree",
+    "Answer": "metadata_content.render.tree",
     "SpecError": "metadata_content.errors",
     "Instance": "metadata_content.model",
 }

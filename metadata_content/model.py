@@ -1,9 +1,8 @@
 """The instance model: what a guest may learn about itself.
 
 Immutable values (:class:`_Value`, like frozen dataclasses) built by
-:mod:`metadata_content.spec` from a validated instance spec. Nothing here renders; :mod:`metadata_content.openstack`,
-:mod:`metadata_content.ec2` and :mod:`metadata_content.network` turn an
-:class:`Instance` into bytes, and :mod:`metadata_content.tree` serves them.
+:mod:`metadata_content.spec` from a validated instance spec. Nothing here
+renders: :mod:`metadata_content.render` turns an :class:`Instance` into bytes.
 """
 from __future__ import annotations
 

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_support import SAMPLES, WEB, prepare
-from apiserver import ApiServer, api_server, cli
-from cloudinit_consumer import b64decode_field, crawl_ec2, read_http_openstack
 
 from metadata_content.spec import read_spec
+from tests.support.api_support import SAMPLES, WEB, prepare
+from tests.support.apiserver import ApiServer, api_server, cli
+from tests.support.cloudinit_consumer import b64decode_field, crawl_ec2, read_http_openstack
 
 LOCAL = "5e1f0c1a-7a53-4b8e-9b2c-0d1e2f3a4b5c"  # owns 127.0.0.1, where the tests connect from
 TWIN_A = "5e1f0c1a-7a53-4b8e-9b2c-0d1e2f3a4b01"

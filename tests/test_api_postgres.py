@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_support import SAMPLES, SECRET, WEB, WEB_PROJECT, WIN, WIN_PROJECT, signed
-from apiserver import ApiServer, api_server, cli
-from pgcluster import postgres_cluster
+
+from tests.support.api_support import SAMPLES, SECRET, WEB, WEB_PROJECT, WIN, WIN_PROJECT, signed
+from tests.support.apiserver import ApiServer, api_server, cli
+from tests.support.pgcluster import postgres_cluster
 
 
 @pytest.fixture(scope="module")

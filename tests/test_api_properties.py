@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_support import RICH, RICH_PROJECT, WIN, WIN_PROJECT, prepare, signed
-from apiserver import ApiServer, api_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.support.api_support import RICH, RICH_PROJECT, WIN, WIN_PROJECT, prepare, signed
+from tests.support.apiserver import ApiServer, api_server
 
 WIN_MARKERS = (WIN.encode(), b"win-1", b"winrm-cert", b"ps1_sysnative", b"Administrator")
 SEGMENTS = ["", ".", "..", "latest", "2009-04-04", "1.0", "2013-04-04", "openstack", "ec2", "meta-data",

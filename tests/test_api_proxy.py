@@ -17,7 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_support import (
+
+from metadata_content.render.tree import MetadataTree
+from metadata_content.spec import load_instance
+from tests.support.api_support import (
     MINIMAL,
     RICH,
     RICH_PROJECT,
@@ -31,10 +34,7 @@ from api_support import (
     prepare,
     signed,
 )
-from apiserver import ApiServer, api_server, cli
-
-from metadata_content.spec import load_instance
-from metadata_content.tree import MetadataTree
+from tests.support.apiserver import ApiServer, api_server, cli
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import RICH, RICH_PROJECT, SAMPLES, WEB, WEB_PROJECT, prepare, signed
-from apiserver import api_server, free_port
 
 from metadata_content.spec import load_instance
+from tests.support.api_support import RICH, RICH_PROJECT, SAMPLES, WEB, WEB_PROJECT, prepare, signed
+from tests.support.apiserver import api_server, free_port
 
 STATIC = {"site": "lab", "cloud-init": "#cloud-config\n{}\n"}
 

@@ -12,10 +12,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from cloudinit_consumer import b64decode_field, read_config_drive_dir
-from imagetools import blkid, bsdtar_extract, mcopy_extract, run
 
 from metadata_content import MetadataTree, load_instance
+from tests.support.cloudinit_consumer import b64decode_field, read_config_drive_dir
+from tests.support.imagetools import blkid, bsdtar_extract, mcopy_extract, run
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "samples").glob("*.yaml"))
@@ -204,8 +204,8 @@ def test_batch_builds_every_good_spec_and_fails_overall(tmp_path: Path) -> None:
 
 SLOW_BUILD = textwrap.dedent("""
     import sys, time
-    import configdrive.build as build
-    import configdrive.atomic as atomic
+    import configdrive.images.build as build
+    import configdrive.images.atomic as atomic
     if sys.argv[1] == "named":
         atomic._open_unnamed = lambda directory: None
     real = build.write_image
@@ -263,10 +263,10 @@ def test_help_everywhere() -> None:
 
 
 @pytest.mark.parametrize("args,needed,forbidden", [
-    # a valid spec never needs jsonschema (metadata_content/schema_quick.py)
-    # ... nor pycdlib for a plain tree (configdrive/iso9660.py writes it)
+    # a valid spec never needs jsonschema (metadata_content/spec/schema_quick.py)
+    # ... nor pycdlib for a plain tree (configdrive/images/iso9660.py writes it)
     # ... nor modules only a slower way needs (dataclasses, ctypes for linking, pkgutil)
-    (["build", "-f", "iso9660"], "configdrive.iso9660",
+    (["build", "-f", "iso9660"], "configdrive.images.iso9660",
      ("pyfatfs", "jsonschema", "pycdlib", "dataclasses", "ctypes", "pkgutil")),
     (["build", "-f", "vfat"], "pyfatfs", ("pycdlib", "jsonschema")),
     (["inspect"], "pyfatfs", ()),
@@ -275,7 +275,7 @@ def test_commands_import_only_what_they_use(args: list[str], needed: str, forbid
                                             tmp_path: Path) -> None:
     image = tmp_path / "x.img"
     with open(image, "wb") as fh:
-        from configdrive.vfat import write_vfat
+        from configdrive.images.vfat import write_vfat
         write_vfat(expected_files(RICH), fh, epoch=0)
     argv = [*args, str(image)] if args == ["inspect"] else \
         [*args, "-i", str(RICH), "-o", str(tmp_path / "out.img")]
@@ -298,7 +298,7 @@ def test_commands_import_only_what_they_use(args: list[str], needed: str, forbid
 
 @pytest.mark.parametrize("temp", ["unnamed", "named"])
 def test_atomic_output_on_error_and_race(tmp_path: Path, temp: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from configdrive import atomic
+    from configdrive.images import atomic
     if temp == "named":
         monkeypatch.setattr(atomic, "_open_unnamed", lambda directory: None)
     dest = tmp_path / "x.img"
@@ -330,7 +330,7 @@ def test_each_linker_gives_an_unnamed_file_its_name(tmp_path: Path, linker: str)
     The /proc link needs no ctypes; it failed with EXDEV (and the probe fell back
     silently) while os.link called link() instead of linkat(AT_SYMLINK_FOLLOW).
     """
-    from configdrive import atomic
+    from configdrive.images import atomic
     fd = os.open(tmp_path, os.O_TMPFILE | os.O_RDWR, 0o644)
     try:
         os.write(fd, b"image")

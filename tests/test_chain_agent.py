@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from metadata_content.server import haproxy, netns
+from metadata_content.chain import haproxy, netns
+from metadata_content.chain.doctor import _UnixHTTP
 from metadata_content.server.agent import guest_address, mac_from_link_local
-from metadata_content.server.doctor import _UnixHTTP
 from metadata_content.server.identity import sign_instance_id
 from metadata_content.spec import instance_from_data, read_spec
 from metadata_content.store import Store

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from metadata_content.server import haproxy, netns, processes
-from metadata_content.server import lab as labmod
-from tests.chainlab import running_lab
-from tests.cloudinit_consumer import b64decode_field, crawl_ec2, read_http_openstack
+from metadata_content.chain import haproxy, netns, processes
+from metadata_content.chain import lab as labmod
+from tests.support.chainlab import running_lab
+from tests.support.cloudinit_consumer import b64decode_field, crawl_ec2, read_http_openstack
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def _wait_dead(pid: int) -> bool:
 
 
 def test_doctor_walks_every_hop(lab: dict[str, Any]) -> None:
-    from metadata_content.server.doctor import diagnose_lab
+    from metadata_content.chain.doctor import diagnose_lab
 
     results = diagnose_lab(Path(lab["dir"]))
     assert lab["guests"] and len(results) == len(lab["guests"]), results

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from metadata_content.server import haproxy, netns
-from metadata_content.server import lab as labmod
+from metadata_content.chain import haproxy, netns
+from metadata_content.chain import lab as labmod
 from metadata_content.spec import instance_from_data
 from metadata_content.store import Store
-from tests.chainlab import assert_gone, require_chain_tools, running_lab
 from tests.conftest import ROOT, SAMPLES
+from tests.support.chainlab import assert_gone, require_chain_tools, running_lab
 
 META = "/openstack/latest/meta_data.json"
 WEB_UUID = "1281168b-3d3b-4ab0-b2db-115fb02e8d1f"
@@ -155,7 +155,7 @@ def test_status_and_down_by_cli(tmp_path: Path) -> None:
 
 
 def test_doctor_names_the_broken_hop(lab: dict[str, Any]) -> None:
-    from metadata_content.server.doctor import diagnose_netns
+    from metadata_content.chain.doctor import diagnose_netns
 
     g0 = lab["guests"][0]
     labmod.stop_process(lab, "haproxy-dhcp")

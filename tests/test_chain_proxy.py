@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from metadata_content.server import haproxy, netns, processes
-from tests.chainlab import require_chain_tools
+from metadata_content.chain import haproxy, netns, processes
 from tests.conftest import ROOT
+from tests.support.chainlab import require_chain_tools
 
 CLI = [sys.executable, "-m", "configdrive", "proxy"]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from metadata_content.server import lab as labmod
-from metadata_content.server import netns
+from metadata_content.chain import lab as labmod
+from metadata_content.chain import netns
 from metadata_content.server.config import read_secret
 from metadata_content.server.identity import sign_instance_id
-from tests.chainlab import running_lab
+from tests.support.chainlab import running_lab
 
 META = "/openstack/latest/meta_data.json"
 

@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import cloudinit_consumer as cc
 import pytest
-from cloudinit_consumer import (
+
+from tests.support import cloudinit_consumer as cc
+from tests.support.cloudinit_consumer import (
     CloudInitError,
     CloudInitUnavailable,
     b64decode_field,
@@ -26,7 +27,7 @@ from cloudinit_consumer import (
     read_http_openstack,
     static_http_server,
 )
-from test_network_schema import BOND_VLAN_DOC, NOVA_DOC
+from tests.test_network_schema import BOND_VLAN_DOC, NOVA_DOC
 
 UUID = "0b1c9a3e-5f7d-4e2a-9c1b-7d8e6f5a4b3c"
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEQQZHMXZzcK mykey"

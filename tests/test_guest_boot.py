@@ -14,10 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-import guestboot
 import pytest
-from guestboot import GuestBootError, NoConfigDriveFound, boot_with_drive, parse_console
-from imagetools import nova_iso_image, run
+
+from tests.support import guestboot
+from tests.support.guestboot import GuestBootError, NoConfigDriveFound, boot_with_drive, parse_console
+from tests.support.imagetools import nova_iso_image, run
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from imagetools import HOSTNAME, UUID, fixture_files, mkfs_vfat_image, nova_iso_image, read_tree
 
-from configdrive.inspect import read_drive, validate
-from configdrive.iso import write_iso
-from configdrive.vfat import write_vfat
+from configdrive.images.inspect import read_drive, validate
+from configdrive.images.iso import write_iso
+from configdrive.images.vfat import write_vfat
+from tests.support.imagetools import HOSTNAME, UUID, fixture_files, mkfs_vfat_image, nova_iso_image, read_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "configdrive", "inspect"]
@@ -137,7 +137,7 @@ def _looped_fat(tmp_path: Path, how: str) -> Path:
     import io
     import struct
 
-    from configdrive.vfat import geometry
+    from configdrive.images.vfat import geometry
     buf = io.BytesIO()
     write_vfat(fixture_files(), buf, epoch=0)
     data = bytearray(buf.getvalue())
@@ -177,9 +177,9 @@ def test_dangling_network_link_is_invalid(tmp_path: Path) -> None:
 
 
 def test_required_files_follow_the_tree_listing_minus_password() -> None:
-    from configdrive.inspect import _required_files
-    from metadata_content import openstack
-    from metadata_content import versions as v
+    from configdrive.images.inspect import _required_files
+    from metadata_content.render import openstack
+    from metadata_content.render import versions as v
 
     old_table = {v.HAVANA: openstack.VENDOR_DATA, v.LIBERTY: openstack.NETWORK_DATA,
                  v.NEWTON_TWO: openstack.VENDOR_DATA2}  # inspect's own copy before version_files

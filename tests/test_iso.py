@@ -10,9 +10,17 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imagetools import blkid, bsdtar_extract, digests_in_time_zones, fixture_files, read_tree, run, sevenzip_extract
 
-from configdrive.iso import IsoError, write_iso
+from configdrive.images.iso import IsoError, write_iso
+from tests.support.imagetools import (
+    blkid,
+    bsdtar_extract,
+    digests_in_time_zones,
+    fixture_files,
+    read_tree,
+    run,
+    sevenzip_extract,
+)
 
 EPOCH = 1700000000
 
@@ -145,12 +153,12 @@ def _bytes(files, writer: str | None = None, epoch: int = EPOCH) -> bytes:
 
 
 def _rich_drive() -> dict[str, bytes]:
-    from configdrive.build import render_drive_files
+    from configdrive.images.build import render_drive_files
     return render_drive_files(Path(__file__).resolve().parent.parent / "samples" / "rich.yaml")
 
 
 def test_direct_writer_gives_pycdlibs_bytes() -> None:
-    """configdrive/iso9660.py against pycdlib, the reference, on the drives we build."""
+    """configdrive/images/iso9660.py against pycdlib, the reference, on the drives we build."""
     colliding = {"d/a-b.json": b"1", "d/a_b.json": b"2", "d/A_B.JSON": b"3", "d/noext": b"",
                  "d/many.dots.in.name": b"5", "d/" + "x" * 60: b"6", "e-f/g": b"7", "e_f/g": b"8"}
     big_dirs = {f"d{i:03d}{'x' * 25}/f": bytes(i) for i in range(300)}  # multi-block directories
@@ -182,7 +190,7 @@ def trees(draw) -> dict[str, bytes]:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trees())
 def test_direct_writer_gives_pycdlibs_bytes_for_any_plain_tree(files: dict[str, bytes]) -> None:
-    from configdrive import iso, iso9660
+    from configdrive.images import iso, iso9660
     try:
         layout = iso._layout(files)
     except IsoError:
@@ -192,7 +200,7 @@ def test_direct_writer_gives_pycdlibs_bytes_for_any_plain_tree(files: dict[str, 
 
 
 def test_other_trees_go_to_pycdlib() -> None:
-    from configdrive import iso, iso9660
+    from configdrive.images import iso, iso9660
     deep = {"/".join("abcdefgh") + "/f": b"1"}  # needs Rock Ridge relocation
     for files in (deep, {"caf\u00e9": b"1"}, {"d/" + "n" * 65: b"1"}):
         assert not iso9660.supported(*iso._layout(files))

@@ -24,13 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import guestboot
 import libvirt  # libvirt-python, in the test extra: a missing module fails, never skips
 import pytest
 import yaml
-from conftest import ROOT, run_cli
 
 from hypervisor import devices
+from tests.conftest import ROOT, run_cli
+from tests.support import guestboot
 
 URI = "qemu:///system"
 SOCKET = Path("/run/libvirt/libvirt-sock")

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import libvirt  # libvirt-python, in the test extra: a missing module fails, never skips
 import pytest
-from conftest import run_cli
 
 from hypervisor import PlacementError, attach, devices
 from hypervisor.connection import open_connection
 from metadata_content import load_instance
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = load_instance(ROOT / "samples" / "minimal.yaml")
@@ -135,7 +135,7 @@ def test_attach_places_drive(define, images: Path, arch: str, machine: str, disk
     # the image is a real, readable config drive, readable by qemu's user
     mode = os.stat(outcome.image).st_mode
     assert stat.S_IMODE(mode) == 0o644
-    from configdrive.inspect import read_drive, validate
+    from configdrive.images.inspect import read_drive, validate
     report = validate(read_drive(outcome.image))
     assert report.valid and report.uuid == INSTANCE.uuid
 

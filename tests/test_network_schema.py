@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from metadata_content.network_schema import network_data_schema, validate_network_data
+from metadata_content.spec.network_schema import network_data_schema, validate_network_data
 
 NOVA_DOC: dict[str, Any] = {
     "links": [
@@ -180,7 +180,8 @@ def test_top_level_must_be_object(doc: Any) -> None:
 
 
 def test_schema_comes_from_the_shared_package_loader() -> None:
-    from metadata_content.spec import json_path, load_schema
+    from metadata_content.errors import json_path
+    from metadata_content.schemas import load_schema
 
     assert network_data_schema() is load_schema("network_data.schema.json")
     assert json_path(["links", 0, "bond_links", 1]) == "links[0].bond_links[1]"

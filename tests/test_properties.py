@@ -9,8 +9,8 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from metadata_content.render.tree import MetadataTree, lookup_without_instance
 from metadata_content.spec import instance_from_data
-from metadata_content.tree import MetadataTree, lookup_without_instance
 
 label = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=12)
 printable = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)

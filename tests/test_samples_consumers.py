@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from metadata_content import MetadataTree, load_instance
-from metadata_content.network import network_data
-from metadata_content.network_schema import validate_network_data
-from tests.cloudinit_consumer import b64decode_field, read_config_drive_dir
+from metadata_content.render.network import network_data
+from metadata_content.spec.network_schema import validate_network_data
 from tests.conftest import SAMPLE_SPECS, run_cli
-from tests.imagetools import write_tree
+from tests.support.cloudinit_consumer import b64decode_field, read_config_drive_dir
+from tests.support.imagetools import write_tree
 
 
 @pytest.mark.parametrize("spec", SAMPLE_SPECS, ids=[p.stem for p in SAMPLE_SPECS])

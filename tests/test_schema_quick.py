@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from metadata_content.schema_quick import certainly_valid
-from metadata_content.spec import _schema, parse_file
+from metadata_content.spec.parse import parse_file
+from metadata_content.spec.schema import _schema
+from metadata_content.spec.schema_quick import certainly_valid
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "samples").glob("*.yaml"))

@@ -9,8 +9,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metadata_content import MetadataTree, SpecError, load_instance, yaml_loader
-from metadata_content.spec import read_spec
+from metadata_content import MetadataTree, SpecError, load_instance
+from metadata_content.spec import read_spec, yaml_loader
 
 UUID = "dc7c8e7d-a420-45fd-bc9f-ae0a16177f73"
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import RICH, SAMPLES
-from pgcluster import postgres_cluster
 
 from metadata_content.spec import instance_from_data, read_spec
 from metadata_content.store import ChangeWatcher, Store, StoreError
+from tests.support.api_support import RICH, SAMPLES
+from tests.support.pgcluster import postgres_cluster
 
 _names = itertools.count()
 
@@ -259,7 +259,7 @@ def test_default_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_instances_cli(tmp_path: Path) -> None:
-    from apiserver import cli
+    from tests.support.apiserver import cli
 
     data = str(tmp_path / "data")
     rich, web = str(SAMPLES / "rich.yaml"), str(SAMPLES / "webserver.yaml")

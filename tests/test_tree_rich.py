@@ -399,8 +399,8 @@ def test_drive_needs_drive_delivery(http):
 def test_meta_data_members_reused_across_versions_encode_as_a_whole(spec, order):
     """meta_data.json reuses members encoded for another version: the bytes must
     be exactly those of encoding the whole document, whatever order versions render in."""
-    from metadata_content import openstack
-    from metadata_content.tree import dumps
+    from metadata_content.render import openstack
+    from metadata_content.render.tree import dumps
 
     instance = load_instance(spec)
     versions = OS_VERSIONS if order == "oldest first" else OS_VERSIONS[::-1]

@@ -6,9 +6,9 @@ import struct
 from pathlib import Path
 
 import pytest
-from imagetools import blkid, digests_in_time_zones, fixture_files, mcopy_extract, run, sevenzip_extract
 
-from configdrive.vfat import VfatError, geometry, write_vfat
+from configdrive.images.vfat import VfatError, geometry, write_vfat
+from tests.support.imagetools import blkid, digests_in_time_zones, fixture_files, mcopy_extract, run, sevenzip_extract
 
 EPOCH = 1700000000
 MiB = 1024 * 1024

@@ -107,7 +107,7 @@ def _proxy_options(fn: Any) -> Any:
 
 def _render(network_id: str | None, router_id: str | None, socket_path: str, bind: str | None,
             bind_v6: str | None, rate_limit: str | None) -> str:
-    from metadata_content.server import haproxy
+    from metadata_content.chain import haproxy
 
     try:
         limit = haproxy.RateLimit.parse(rate_limit) if rate_limit else None
@@ -132,8 +132,8 @@ def proxy_config(**opts: Any) -> None:
 @_proxy_options
 def proxy_start(netns: str | None, state_dir: str, **opts: Any) -> None:
     """Start haproxy in a namespace, or reload it gracefully if its configuration changed."""
-    from metadata_content.server import haproxy
-    from metadata_content.server.netns import ns_exists
+    from metadata_content.chain import haproxy
+    from metadata_content.chain.netns import ns_exists
 
     text = _render(**opts)
     ident = opts["network_id"] or opts["router_id"]
@@ -155,7 +155,7 @@ def proxy_start(netns: str | None, state_dir: str, **opts: Any) -> None:
 @click.option("--state-dir", default="/run/configdrive/proxy", show_default=True, type=click.Path())
 def proxy_stop(network_id: str | None, router_id: str | None, state_dir: str) -> None:
     """Stop the haproxy of a network or router by its pid file."""
-    from metadata_content.server import haproxy
+    from metadata_content.chain import haproxy
 
     ident = network_id or router_id
     if not ident or (network_id and router_id):
@@ -169,7 +169,7 @@ def proxy_stop(network_id: str | None, router_id: str | None, state_dir: str) ->
 
 
 def _lab_dir(value: str | None) -> Path:
-    from metadata_content.server.lab import default_dir
+    from metadata_content.chain.lab import default_dir
 
     return Path(value) if value else default_dir()
 
@@ -191,9 +191,9 @@ def lab() -> None:
 def lab_up(lab_dir: str | None, guests: int, mode: str, specs_dir: Path | None, cidr: str,
            agent_timeout: float) -> None:
     """Build the lab and give every guest a DHCP lease."""
+    from metadata_content.chain.lab import LabError, up
+    from metadata_content.chain.netns import NetError
     from metadata_content.errors import SpecError
-    from metadata_content.server.lab import LabError, up
-    from metadata_content.server.netns import NetError
 
     try:
         state = up(_lab_dir(lab_dir), guests=guests, mode=mode, cidr=cidr, specs_dir=specs_dir,
@@ -217,8 +217,8 @@ def lab_up(lab_dir: str | None, guests: int, mode: str, specs_dir: Path | None, 
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def lab_exec(lab_dir: str | None, guest: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside GUEST's namespace (g0, 0, or its instance uuid)."""
-    from metadata_content.server.lab import LabError, load
-    from metadata_content.server.lab import guest as find
+    from metadata_content.chain.lab import LabError, load
+    from metadata_content.chain.lab import guest as find
 
     try:
         g = find(load(_lab_dir(lab_dir)), guest)
@@ -233,7 +233,7 @@ def lab_exec(lab_dir: str | None, guest: str, command: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def lab_status(lab_dir: str | None, as_json: bool) -> None:
     """What the lab made and whether it still runs (exit 1 when something is missing)."""
-    from metadata_content.server.lab import LabError, load, status
+    from metadata_content.chain.lab import LabError, load, status
 
     try:
         info = status(load(_lab_dir(lab_dir)))
@@ -259,7 +259,7 @@ def lab_status(lab_dir: str | None, as_json: bool) -> None:
 @click.option("--dir", "lab_dir", type=click.Path(file_okay=False), help=LAB_DIR_HELP)
 def lab_down(lab_dir: str | None) -> None:
     """Remove every namespace, link, file and process the lab made (also after a crash)."""
-    from metadata_content.server.lab import down
+    from metadata_content.chain.lab import down
 
     removed = down(_lab_dir(lab_dir))
     click.echo(f"removed {len(removed)} item(s)")
@@ -293,7 +293,7 @@ def doctor(netns: str | None, use_lab: bool, lab_dir: str | None, socket_path: s
 
     With --netns the store is the options' (or --config's), else the lab's, else the
     environment's: it must be the agent's, or the instance hop reports a wrong answer."""
-    from metadata_content.server.doctor import diagnose_lab, diagnose_netns, lab_state
+    from metadata_content.chain.doctor import diagnose_lab, diagnose_netns, lab_state
 
     if bool(netns) == bool(use_lab):
         click.echo("error: give --netns NAME or --lab", err=True)

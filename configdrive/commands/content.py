@@ -46,7 +46,7 @@ def render(spec: Path, drive: bool, method: str, path: str) -> None:
     The status goes to stderr; exit 0 for 200, 1 otherwise, 2 for a bad spec.
     Example: configdrive render --instance samples/rich.yaml /openstack/latest/meta_data.json
     """
-    from metadata_content.tree import MetadataTree, lookup_without_instance
+    from metadata_content.render.tree import MetadataTree, lookup_without_instance
 
     answer = lookup_without_instance(path, method.upper())
     if answer is None:
@@ -64,7 +64,7 @@ def render(spec: Path, drive: bool, method: str, path: str) -> None:
               help="Instance spec file.")
 def tree(spec: Path) -> None:
     """List every file of the instance's config drive with its size in bytes."""
-    from metadata_content.tree import MetadataTree
+    from metadata_content.render.tree import MetadataTree
 
     files = MetadataTree(load_or_exit(spec), delivery="drive").drive_files()
     width = max(len(str(len(body))) for body in files.values())

@@ -15,12 +15,12 @@ import click
 from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, fail
 
 if TYPE_CHECKING:  # pragma: no cover
-    from configdrive.build import Job
+    from configdrive.images.build import Job
 
 
 def _classify(err: BaseException) -> tuple[int, str]:
     """(exit status, one-line message) for an error a user can cause or meet."""
-    from configdrive.build import BadInput, OutputError
+    from configdrive.images.build import BadInput, OutputError
     from metadata_content.errors import SpecError
     if isinstance(err, (SpecError, BadInput)):
         return EXIT_BAD_INPUT, str(err)
@@ -64,8 +64,8 @@ def build(instances: tuple[Path, ...], more: tuple[Path, ...], fmt: str,
     Exit status: 0 all built, 1 an image could not be written, 2 bad input
     (bad spec or option, output exists without --force).
     """
-    from configdrive import build as builder
-    from configdrive.atomic import Terminated, terminate_as_exception
+    from configdrive.images import build as builder
+    from configdrive.images.atomic import Terminated, terminate_as_exception
     try:
         epoch = builder.source_date_epoch()
         size_bytes = builder.parse_size(size) if size is not None else None
@@ -98,10 +98,10 @@ def build(instances: tuple[Path, ...], more: tuple[Path, ...], fmt: str,
 
 
 def _check_vfat_size(fmt: str, size: int) -> None:
-    from configdrive.build import BadInput
+    from configdrive.images.build import BadInput
     if fmt != "vfat":
         raise BadInput("--size applies to --format vfat only")
-    from configdrive.vfat import VfatError, geometry
+    from configdrive.images.vfat import VfatError, geometry
     try:
         geometry(size)
     except VfatError as err:
@@ -109,7 +109,7 @@ def _check_vfat_size(fmt: str, size: int) -> None:
 
 
 def _single(job: Job, fmt: str, size: int | None, epoch: int | None, force: bool) -> None:
-    from configdrive.build import build_one
+    from configdrive.images.build import build_one
     try:
         written = build_one(job, fmt, size=size, epoch=epoch, force=force)
     except Exception as err:  # classified below; unknown errors re-raise
@@ -118,7 +118,7 @@ def _single(job: Job, fmt: str, size: int | None, epoch: int | None, force: bool
 
 
 def _batch(jobs: list[Job], fmt: str, size: int | None, epoch: int | None, force: bool) -> None:
-    from configdrive.build import build_one
+    from configdrive.images.build import build_one
     tty = sys.stderr.isatty()
     failures: list[tuple[int, str]] = []
 
@@ -167,7 +167,7 @@ def inspect(image: Path, as_json: bool, extract: Path | None) -> None:
     """
     import json
 
-    from configdrive import inspect as reader
+    from configdrive.images import inspect as reader
     try:
         drive = reader.read_drive(image)
     except reader.NotADrive as err:

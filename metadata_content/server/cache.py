@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metadata_content.model import Instance, replace
+from metadata_content.render.tree import Answer, MetadataTree
 from metadata_content.store import ChangeWatcher, Store
-from metadata_content.tree import Answer, MetadataTree
 
 MAX_PATHS = 64  # answers cached per instance: bounds memory against path fuzzing
 # Where the "anything changed?" check needs a system call (PostgreSQL's

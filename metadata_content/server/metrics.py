@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from metadata_content.server.processes import alive
+from metadata_content.chain.processes import alive
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 METRICS_DIR_ENV = "CONFIGDRIVE_METRICS_DIR"

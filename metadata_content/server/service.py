@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
 
+from metadata_content.render.tree import NOT_ALLOWED, READ_METHODS, Answer, lookup_without_instance
 from metadata_content.server import identity as ident
 from metadata_content.server.cache import Entry, RenderCache
 from metadata_content.server.config import ApiConfig, ConfigError, read_secret
 from metadata_content.server.metrics import METRICS_DIR_ENV, Metrics
 from metadata_content.store import PASSWORD_MAX, Store
-from metadata_content.tree import NOT_ALLOWED, READ_METHODS, Answer, lookup_without_instance
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance

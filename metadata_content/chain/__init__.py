@@ -1,0 +1,11 @@
+"""Operating the Neutron-like chain: 169.254.169.254 -> haproxy (in a network
+namespace) -> the agent's UNIX socket -> the API.
+
+    haproxy.py    the per-network or per-router configuration, and its process
+    netns.py      namespaces, veth pairs, dnsmasq (option 121), router rules
+    lab.py        a whole chain on one machine, with guests in namespaces
+    doctor.py     walks the chain hop by hop and names the first broken one
+    processes.py  every process started here is recorded and stopped by pid
+
+The HTTP services themselves (API, agent) are in :mod:`metadata_content.server`.
+"""

@@ -1,0 +1,80 @@
+"""Spec text -> plain data: YAML (our loader) or JSON, with this project's
+nesting limit and its own words for every mistake, with the line."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from metadata_content.errors import MAX_NESTING, Problem, SpecError
+
+
+def parse_file(path: Path) -> Any:
+    """YAML or JSON by content (JSON is YAML); errors name the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(path), [Problem("", "no such file")]) from None
+    except IsADirectoryError:
+        raise SpecError(str(path), [Problem("", "is a directory, not a spec file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), [Problem("", f"cannot read: {exc}")]) from None
+    if path.suffix == ".json":
+        return _parse_json(text, str(path))
+    from metadata_content.spec import yaml_loader
+
+    try:
+        return yaml_loader.load(text)
+    except yaml_loader.SpecYAMLError as exc:
+        raise SpecError(str(path), [Problem("", f"invalid YAML: {exc}")]) from None
+
+
+def _parse_json(text: str, source: str) -> Any:
+    """json.loads, with this project's nesting limit and words for its errors."""
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise SpecError(source, [Problem("", f"invalid JSON: {exc.msg} (line {exc.lineno}, "
+                                             f"column {exc.colno})")]) from None
+    except ValueError as exc:  # Infinity or NaN
+        raise SpecError(source, [Problem("", f"invalid JSON: {exc}")]) from None
+    except RecursionError:
+        data = None  # deeper than the interpreter allows: certainly over the limit
+    else:
+        if _depth_within(data, MAX_NESTING):
+            return data
+    line = _line_too_deep(text)
+    raise SpecError(source, [Problem("", f"invalid JSON: nested too deeply (more than {MAX_NESTING} "
+                                         f"levels of arrays and objects) (line {line})")])
+
+
+def _depth_within(value: Any, limit: int) -> bool:
+    """Whether no array or object in *value* lies more than *limit* levels deep."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    for _ in range(limit):
+        if not level:
+            return True
+        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, (dict, list))]
+    return not level
+
+
+def _line_too_deep(text: str) -> int:
+    """The line of the first bracket that opens a level past the limit (the text is valid JSON
+    or too deep to parse, so brackets outside strings are its structure)."""
+    depth = 0
+    for match in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return text.count("\n", 0, match.start()) + 1
+        elif token in "]}":
+            depth -= 1
+    return 1
+
+
+def _no_constant(name: str) -> Any:
+    """json.loads takes Infinity and NaN; guests' JSON cannot hold them."""
+    raise ValueError(f"{name} is not a JSON number")

@@ -1,0 +1,48 @@
+"""The lab the chain tests share: tool check, start, and proof that `down` cleaned up."""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metadata_content.chain import lab as labmod
+from metadata_content.chain import netns, processes
+
+TOOLS = ("ip", "haproxy", "dnsmasq", "iptables-restore", "iptables", "busybox", "curl", "ss", "setpriv")
+
+
+def require_chain_tools() -> None:
+    """Fail (never skip) when the machine cannot run the chain."""
+    if os.geteuid() != 0:
+        pytest.fail("the chain tests need root (network namespaces, iptables)")
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"missing tools: {', '.join(missing)} (scripts/install-debian-packages.sh)")
+
+
+def assert_gone(state: dict[str, Any]) -> None:
+    """Nothing the lab made is left: namespaces (and so every link: all live in them),
+    processes (by the lab's marker, and by the pids it recorded), files."""
+    left_ns = [ns for ns in state["namespaces"] if netns.ns_exists(ns)]
+    assert not left_ns, f"namespaces left behind: {left_ns}"
+    assert not labmod.lab_pids(state["dir"]), "processes left behind"
+    left = {name: pid for name, pid in state.get("processes", {}).items() if processes.alive(pid)}
+    assert not left, f"recorded processes left behind: {left}"
+    assert not Path(state["dir"]).exists()
+
+
+@contextmanager
+def running_lab(lab_dir: Path, **options: Any) -> Iterator[dict[str, Any]]:
+    """A two-guest lab in mode both (g0 via the DHCP port, g1 via the router), torn down after."""
+    require_chain_tools()
+    state = labmod.up(lab_dir, guests=2, mode="both", **options)
+    try:
+        yield state
+    finally:
+        labmod.down(lab_dir)
+    assert_gone(state)
