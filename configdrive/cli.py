@@ -7,6 +7,7 @@ imported only when it runs (see :class:`LazyGroup`). Exit codes everywhere:
 from __future__ import annotations
 
 import gc
+import sys
 
 import click
 
@@ -47,8 +48,17 @@ def main() -> None:
     just before the OS reclaims the memory: about 30 ms, a fifth of a whole
     `configdrive build`. atexit handlers, flushes and reference-count clean-up
     still run; only cycles left at exit are not collected.
+
+    An error of :mod:`metadata_content.errors`' hierarchy is printed in its
+    own words with its exit status; any other exception is a bug, and its
+    traceback is shown as one.
     """
+    from metadata_content.errors import ConfigdriveError
+
     try:
         cli()
+    except ConfigdriveError as err:  # a command left one unhandled: still the user's words
+        click.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
     finally:
         gc.freeze()

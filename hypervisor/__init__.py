@@ -11,8 +11,7 @@ so ``configdrive build`` never pays for it.
 """
 from __future__ import annotations
 
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
+from metadata_content.errors import BadInput, Failure
 
 # One wording for the README, `attach --help` and the error: libvirt-python is
 # an extra because it compiles against libvirt's development files.
@@ -21,23 +20,18 @@ NEEDS_LIBVIRT_PYTHON = ("needs libvirt-python: apt-get install libvirt-dev pkg-c
                         "lock file when libvirt-dev is present) or pip install 'configdrive[libvirt]'")
 
 
-class HypervisorError(Exception):
-    """A refusal with a user-facing ``str()``; raised before anything was changed."""
-
-    exit_code = EXIT_FAILURE
+class HypervisorError(Failure):
+    """A refusal with a user-facing ``str()``; raised before anything was changed.
+    Exit status 1, or 2 for the subclasses that are also :class:`BadInput`."""
 
 
 class ConnectError(HypervisorError):
     """No daemon, permission denied, or an unusable URI."""
 
 
-class DomainNotFound(HypervisorError):
+class DomainNotFound(HypervisorError, BadInput):
     """No domain by that name or UUID."""
 
-    exit_code = EXIT_BAD_INPUT
 
-
-class PlacementError(HypervisorError):
+class PlacementError(HypervisorError, BadInput):
     """The drive cannot be placed: the target is taken, or the bus is full."""
-
-    exit_code = EXIT_BAD_INPUT

@@ -340,3 +340,22 @@ def test_each_linker_gives_an_unnamed_file_its_name(tmp_path: Path, linker: str)
     assert (tmp_path / "named").read_bytes() == b"image"
     assert atomic._probe(tmp_path) is atomic._link_via_proc
     assert [p.name for p in tmp_path.iterdir()] == ["named"]
+
+
+def test_errors_carry_their_exit_status_and_bugs_stay_bugs():
+    """One hierarchy: a user's mistake exits 2, a failure 1, each in its own words;
+    anything outside it (a bug) is re-raised, never printed as a one-line mistake."""
+    from configdrive.commands.images import _classify
+    from configdrive.images.iso import IsoError
+    from configdrive.images.vfat import VfatError
+    from hypervisor import ConnectError, DomainNotFound, PlacementError
+    from metadata_content.errors import BadInput, SpecError
+
+    assert _classify(BadInput("--size: too small")) == (2, "--size: too small")
+    assert _classify(SpecError("a.yaml", [])) == (2, "")
+    assert _classify(IsoError("no free ISO 9660 name")) == (1, "no free ISO 9660 name")
+    assert _classify(VfatError("too many entries")) == (1, "too many entries")
+    assert [e("x").exit_code for e in (ConnectError, DomainNotFound, PlacementError)] == [1, 2, 2]
+    for bug in (ValueError("bug"), KeyError("bug"), TypeError("bug")):
+        with pytest.raises(type(bug)):
+            _classify(bug)

@@ -19,20 +19,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def _classify(err: BaseException) -> tuple[int, str]:
-    """(exit status, one-line message) for an error a user can cause or meet."""
-    from configdrive.images.build import BadInput, OutputError
-    from metadata_content.errors import SpecError
-    if isinstance(err, (SpecError, BadInput)):
-        return EXIT_BAD_INPUT, str(err)
-    if isinstance(err, OutputError):
-        return EXIT_FAILURE, err.strerror or str(err)
+    """(exit status, one-line message) for an error a user can cause or meet;
+    anything else is a bug and re-raised, to be seen as one."""
+    from metadata_content.errors import ConfigdriveError
+    if isinstance(err, ConfigdriveError):
+        return err.exit_code, str(err)
     if isinstance(err, (FileExistsError, IsADirectoryError, FileNotFoundError)):
         return EXIT_BAD_INPUT, f"{err.filename}: {err.strerror}"
     if isinstance(err, OSError):
         where = f"{err.filename}: " if err.filename else ""
         return EXIT_FAILURE, f"{where}{err.strerror or err}"
-    if isinstance(err, ValueError):  # IsoError, VfatError: files do not fit, bad names
-        return EXIT_FAILURE, str(err)
     raise err
 
 
@@ -66,6 +62,7 @@ def build(instances: tuple[Path, ...], more: tuple[Path, ...], fmt: str,
     """
     from configdrive.images import build as builder
     from configdrive.images.atomic import Terminated, terminate_as_exception
+    from metadata_content.errors import BadInput
     try:
         epoch = builder.source_date_epoch()
         size_bytes = builder.parse_size(size) if size is not None else None
@@ -73,13 +70,13 @@ def build(instances: tuple[Path, ...], more: tuple[Path, ...], fmt: str,
             _check_vfat_size(fmt, size_bytes)
         if output is not None and output.endswith("/") and not Path(output).is_dir():
             # Path() drops the slash: without this, "-o new/" would write a file named "new"
-            raise builder.BadInput(f"-o {output}: no such directory")
+            raise BadInput(f"-o {output}: no such directory")
         specs = builder.expand_specs([*instances, *more])
         batch = len(specs) != 1 or any(p.is_dir() for p in (*instances, *more))
         if not specs:
-            raise builder.BadInput("no instance specs found")
+            raise BadInput("no instance specs found")
         jobs = builder.plan(specs, Path(output) if output is not None else None, fmt, batch)
-    except builder.BadInput as err:
+    except BadInput as err:
         fail(EXIT_BAD_INPUT, str(err))
     except OSError as err:  # e.g. a spec or -o below a directory we may not search
         fail(*_classify(err))
@@ -98,7 +95,7 @@ def build(instances: tuple[Path, ...], more: tuple[Path, ...], fmt: str,
 
 
 def _check_vfat_size(fmt: str, size: int) -> None:
-    from configdrive.images.build import BadInput
+    from metadata_content.errors import BadInput
     if fmt != "vfat":
         raise BadInput("--size applies to --format vfat only")
     from configdrive.images.vfat import VfatError, geometry

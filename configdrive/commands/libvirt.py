@@ -48,7 +48,8 @@ def _images_dir(given: Path | None, data_dir: str | None) -> Path:
 
 def _epoch() -> int | None:
     """SOURCE_DATE_EPOCH, read before anything is touched: a bad one is bad input (2), as in build."""
-    from configdrive.images.build import BadInput, source_date_epoch
+    from configdrive.images.build import source_date_epoch
+    from metadata_content.errors import BadInput
     try:
         return source_date_epoch()
     except BadInput as err:

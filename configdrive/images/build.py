@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from configdrive.images.formats import DEFAULT_VFAT_SIZE, FORMATS, MAX_EPOCH
+from metadata_content.errors import BadInput, Failure
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
@@ -21,12 +22,11 @@ SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
 
-class BadInput(ValueError):
-    """A user mistake (exit status 2): bad option value, spec, or existing output."""
+class OutputError(Failure, OSError):
+    """The image could not be written where asked (exit status 1); ``strerror`` says why."""
 
-
-class OutputError(OSError):
-    """The image could not be written where asked (exit status 1)."""
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 def parse_size(text: str) -> int:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Mapping
 from typing import BinaryIO
 
+from metadata_content.errors import Failure
+
 VOLUME_ID = "config-2"
 ALIGN = 4096
 PUBLISHER = "configdrive"
@@ -26,8 +28,8 @@ _D1 = re.compile(r"[^A-Z0-9_]")
 _BAD_PARTS = frozenset(("", ".", ".."))
 
 
-class IsoError(ValueError):
-    """The drive files cannot be laid out as an ISO 9660 image."""
+class IsoError(Failure):
+    """The drive files cannot be laid out as an ISO 9660 image (exit status 1)."""
 
 
 def _mangle(name: str, is_dir: bool, taken: set[str],

@@ -40,6 +40,7 @@ from pyfatfs.FATDirectoryEntry import FATDirectoryEntry, make_lfn_entry
 from pyfatfs.FSInfo import FSInfo
 
 from configdrive.images.formats import DEFAULT_VFAT_SIZE as DEFAULT_SIZE
+from metadata_content.errors import Failure
 
 MIN_SIZE = 256 * 1024
 MAX_SIZE = 2 ** 32 * 512 - 512
@@ -52,7 +53,7 @@ _MEDIA = 0xF8
 _BOOT_STUB = b"\xcd\x18\xeb\xfe"
 
 
-class VfatError(ValueError):
+class VfatError(Failure):
     """The files do not fit, or the requested size cannot hold a FAT filesystem."""
 
 
