@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metadata_content.errors import SpecError
+from metadata_content.spec.addresses import Addresses
+from metadata_content.spec.build_instance import build
+from metadata_content.spec.checks import semantic_problems
 from metadata_content.spec.files import inline_files, unresolved_files
 from metadata_content.spec.parse import parse_file
 from metadata_content.spec.schema import schema_problems
@@ -58,8 +61,6 @@ def instance_from_data(data: Any, source: str, *, validated: bool = False) -> In
     this same function: re-validating is ~90% of an API cache miss.
     """
     if validated:
-        from metadata_content.spec.build_instance import build
-
         return build(data)
     problems = schema_problems(data) or unresolved_files(data)
     if problems:
@@ -69,10 +70,6 @@ def instance_from_data(data: Any, source: str, *, validated: bool = False) -> In
 
 def _checked_build(data: dict[str, Any], source: str) -> Instance:
     """Semantic checks and build, for a dict that already passed the schema."""
-    from metadata_content.spec.addresses import Addresses
-    from metadata_content.spec.build_instance import build
-    from metadata_content.spec.checks import semantic_problems
-
     addresses = Addresses()
     problems = semantic_problems(data, addresses)
     if problems:

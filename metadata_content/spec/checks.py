@@ -11,6 +11,7 @@ from typing import Any
 
 from metadata_content.errors import Problem
 from metadata_content.spec.addresses import Addresses
+from metadata_content.spec.checks_network import check_friendly_network
 from metadata_content.spec.validators import (
     PCI,
     Checker,
@@ -165,11 +166,11 @@ def _check_network(c: Checker) -> None:
     if "network_data" in data:
         if friendly:
             c.add("network_data", f"give either network_data or {'/'.join(friendly)}, not both")
+        # imported here: it imports jsonschema, which a spec without a literal network_data never needs
         from metadata_content.spec.network_schema import validate_network_data
 
         for path, reason in validate_network_data(data["network_data"]):
             c.add(f"network_data.{path}" if path else "network_data", reason)
         return
-    from metadata_content.spec.checks_network import check_friendly_network
 
     check_friendly_network(c)

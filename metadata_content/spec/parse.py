@@ -22,7 +22,7 @@ def parse_file(path: Path) -> Any:
         raise SpecError(str(path), [Problem("", f"cannot read: {exc}")]) from None
     if path.suffix == ".json":
         return _parse_json(text, str(path))
-    from metadata_content.spec import yaml_loader
+    from metadata_content.spec import yaml_loader  # here: a JSON spec never imports yaml
 
     try:
         return yaml_loader.load(text)

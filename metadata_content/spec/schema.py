@@ -11,6 +11,7 @@ from typing import Any
 from metadata_content.errors import Problem, json_path
 from metadata_content.schemas import load_schema
 from metadata_content.spec.schema_quick import certainly_valid
+from metadata_content.spec.schema_words import reason
 
 
 def _schema() -> dict[str, Any]:
@@ -19,6 +20,7 @@ def _schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> Any:
+    # imported here: a valid spec (schema_quick says so) never pays for jsonschema
     from jsonschema import Draft202012Validator
 
     return Draft202012Validator(_schema())
@@ -39,7 +41,7 @@ def schema_problems(data: Any) -> list[Problem]:
 def _explain(error: Any) -> list[Problem]:
     where = list(error.absolute_path)
     if error.validator == "additionalProperties":
-        import difflib
+        import difflib  # here: only an unknown key needs it (it imports gettext's locale machinery)
 
         allowed = list(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
@@ -57,6 +59,5 @@ def _explain(error: Any) -> list[Problem]:
                 for key in error.validator_value if key not in present]
     if error.validator in ("minProperties", "maxProperties") and json_path(where) == "user_data":
         return [Problem("user_data", "give exactly one of text, base64 or file")]
-    from metadata_content.spec.schema_words import reason
 
     return [Problem(json_path(where), reason(error))]
