@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -173,61 +173,70 @@ def _too_deep(mark: Any) -> SpecYAMLError:
     return SpecYAMLError(f"nested too deeply (more than {MAX_NESTING} levels of lists and mappings)", mark)
 
 
-def _check_events(text: str) -> None:
-    """What PyYAML's composer would refuse in its own words, or never reach
-    (its recursion gives up a few hundred levels down), found in our words."""
-    depth = 0
-    documents = 0
+class _Scan(NamedTuple):
+    problem: SpecYAMLError | None  # the first thing PyYAML's composer would word itself, or miss
+    error: yaml.YAMLError | None  # the parser's own error, where it stopped
+    depth: int  # nesting reached by the last event
+    end: int  # where the last event ended
+
+
+def _scan(text: str) -> _Scan:
+    """One pass over the parse events: nesting, aliases, documents.
+
+    What PyYAML's composer would refuse in its own words (an undefined alias,
+    a second document), or never reach (its recursion gives up a few hundred
+    levels down), is found here and worded by us.
+    """
+    depth = documents = end = 0
     anchors: set[str] = set()
+    problem = None
     try:
         for event in yaml.parse(text, Loader=SpecLoader):
             kind = type(event)
             if isinstance(event, yaml.AliasEvent):
                 if event.anchor not in anchors:
-                    raise SpecYAMLError(f"alias *{event.anchor} has no anchor &{event.anchor} before it",
-                                        event.start_mark)
-                continue
-            anchor = getattr(event, "anchor", None)
-            if anchor is not None:
-                anchors.add(anchor)
-            if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                    problem = SpecYAMLError(f"alias *{event.anchor} has no anchor &{event.anchor} before it",
+                                            event.start_mark)
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
                 depth += 1
                 if depth > MAX_NESTING:
-                    raise _too_deep(event.start_mark)
+                    problem = _too_deep(event.start_mark)
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
                 depth -= 1
             elif kind is yaml.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
-                    raise SpecYAMLError("a second document starts here: a spec is one document",
-                                        event.start_mark)
+                    problem = SpecYAMLError("a second document starts here: a spec is one document",
+                                            event.start_mark)
+            if problem is not None:
+                return _Scan(problem, None, depth, end)
+            anchor = getattr(event, "anchor", None)
+            if anchor is not None:
+                anchors.add(anchor)
+            end = event.end_mark.index if event.end_mark is not None else end
     except yaml.YAMLError as exc:
-        raise _worded(exc, text) from None
+        return _Scan(None, exc, depth, end)
+    return _Scan(None, None, depth, end)
+
+
+def _check_events(text: str) -> None:
+    scan = _scan(text)
+    if scan.problem is not None:
+        raise scan.problem
+    if scan.error is not None:
+        raise _worded(scan.error, text)
 
 
 _FLOW_TOKENS = re.compile(r"""'(?:[^']|'')*'|"(?:[^"\\]|\\.)*"|(?:^|(?<=\s))#[^\n]*|[\[{]|[\]}]""", re.M)
 
 
-def _flow_too_deep(text: str, end: int) -> SpecYAMLError | None:
-    """A level past the limit before *end*, where a parser stopped.
+def _flow_too_deep(text: str, start: int, end: int, depth: int) -> SpecYAMLError | None:
+    """A level past the limit between *start* and *end*, counting from *depth*.
 
     libyaml reads far ahead in flow style (``[[[...``) and stops at its own
-    nesting limit before the events that would reach ours. So: the depth the
-    events reached, then the brackets after the last event, up to *end*.
+    nesting limit before the events that would reach ours: so the brackets
+    after the last event, up to where the parser stopped, are counted here.
     """
-    depth, start = 0, 0
-    try:
-        for event in yaml.parse(text, Loader=SpecLoader):
-            kind = type(event)
-            if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
-                depth += 1
-                if depth > MAX_NESTING:
-                    return _too_deep(event.start_mark)
-            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-                depth -= 1
-            start = event.end_mark.index if event.end_mark is not None else start
-    except yaml.YAMLError:
-        pass
     for match in _FLOW_TOKENS.finditer(text, start, end):
         token = match.group()
         if token in ("[", "{"):
@@ -244,7 +253,10 @@ def _flow_too_deep(text: str, end: int) -> SpecYAMLError | None:
 def _worded(exc: yaml.YAMLError, text: str) -> SpecYAMLError:
     """A parser's error in this project's words, at the parser's place."""
     mark: Any = getattr(exc, "problem_mark", None)
-    deep = _flow_too_deep(text, mark.index if mark is not None else len(text))
+    scan = _scan(text)  # our own finding before the parser's place comes first
+    if scan.problem is not None:
+        return scan.problem
+    deep = _flow_too_deep(text, scan.end, mark.index if mark is not None else len(text), scan.depth)
     if deep is not None:
         return deep
     if isinstance(exc, yaml.reader.ReaderError):
