@@ -235,7 +235,7 @@ class Instance(_Value):
     ec2_ids: Ec2Ids
     dhcp_domain: str = "novalocal"
     project_id: str | None = None
-    availability_zone: str = "nova"
+    availability_zone: str | None = "nova"  # None: in no zone
     launch_index: int = 0
     reservation_id: str | None = None
     flavor: str | None = None

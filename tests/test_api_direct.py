@@ -78,7 +78,8 @@ def test_cloud_init_reads_openstack_over_http(api: ApiServer) -> None:
     result = read_http_openstack(api.url)
     assert result["metadata"]["instance-id"] == LOCAL
     assert result["metadata"]["local-hostname"] == "local-1.novalocal"
-    assert result["metadata"]["public_keys"] == {"alice": read_spec(SAMPLES / "webserver.yaml")["keys"][0]["data"]}
+    key = read_spec(SAMPLES / "webserver.yaml")["keys"][0]["data"] + "\n"  # one .pub line
+    assert result["metadata"]["public_keys"] == {"alice": key}
     assert b64decode_field(result, "userdata") == (SAMPLES / "files" / "webserver-cloud-config.yaml").read_bytes()
     links = result["networkdata"]["links"]
     assert [link["ethernet_mac_address"] for link in links] == ["fa:16:3e:00:00:5c"]
@@ -91,7 +92,8 @@ def test_cloud_init_crawls_ec2(api: ApiServer) -> None:
     result = crawl_ec2(api.url)
     md = result["meta-data"]
     assert md["hostname"] == "local-1.novalocal" and md["local-ipv4"] == "127.0.0.1"
-    assert md["public-keys"]["alice"] == read_spec(SAMPLES / "webserver.yaml")["keys"][0]["data"]
+    # a key value ending with a newline is read as a list of lines, as for Nova's imported keys
+    assert md["public-keys"]["alice"] == [read_spec(SAMPLES / "webserver.yaml")["keys"][0]["data"]]
     assert md["security-groups"] == ["default", "web"]
     assert b64decode_field(result, "user-data") == (SAMPLES / "files" / "webserver-cloud-config.yaml").read_bytes()
     assert result["log"] == []

@@ -34,7 +34,7 @@ from tests.support.api_support import (
     prepare,
     signed,
 )
-from tests.support.apiserver import ApiServer, api_server, cli
+from tests.support.apiserver import ApiServer, Response, api_server, cli
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,15 @@ def test_failures_of_section_6(api: ApiServer) -> None:
     assert get(api, "/openstack/latest/meta_data.json/x").status == 404
     for method in ("PUT", "DELETE", "PATCH", "OPTIONS", "POST"):
         resp = api.request(method, "/openstack/latest/meta_data.json", signed(RICH, RICH_PROJECT), body=b"")
-        assert resp.status == 405, method
+        assert resp.status == 405 and _allow(resp) == "GET, HEAD", method  # RFC 9110: Allow with a 405
+    resp = api.request("PUT", "/openstack/latest/password", signed(RICH, RICH_PROJECT), body=b"")
+    assert resp.status == 405 and _allow(resp) == "GET, HEAD, POST"
+    resp = api.request("DELETE", "/", signed(RICH, RICH_PROJECT))
+    assert resp.status == 405 and _allow(resp) == "GET, HEAD"
+
+
+def _allow(resp: Response) -> str | None:
+    return {name.lower(): value for name, value in resp.headers.items()}.get("allow")
 
 
 def test_lookup_error_is_500(env: tuple[Path, Path, Path], api: ApiServer) -> None:
@@ -205,7 +213,7 @@ def test_imds_v2_tokens(api: ApiServer) -> None:
     chained = api.request("PUT", token_path, signed(RICH, RICH_PROJECT, **{
         "X-aws-ec2-metadata-token-ttl-seconds": "60", "X-Forwarded-For": "192.0.2.10"}))
     assert chained.status == 200  # the one entry our own haproxy adds
-    assert get(api, token_path).status == 405
+    assert get(api, token_path).status == 405 and _allow(get(api, token_path)) == "PUT"
     short = api.request("PUT", token_path, signed(RICH, RICH_PROJECT, **{"X-aws-ec2-metadata-token-ttl-seconds": "1"}))
     time.sleep(2.1)
     assert get(api, "/latest/meta-data/", **{"X-aws-ec2-metadata-token": short.body.decode()}).status == 401

@@ -176,15 +176,37 @@ def test_dangling_network_link_is_invalid(tmp_path: Path) -> None:
     assert "openstack/latest/network_data.json: networks[0].link: no link has id 'no-such-link'" in problems
 
 
-def test_required_files_follow_the_tree_listing_minus_password() -> None:
-    from configdrive.images.inspect import _required_files
-    from metadata_content.render import openstack
-    from metadata_content.render import versions as v
+def _layout(versions: list[str], names: list[str]) -> dict[str, bytes]:
+    """The same files in every openstack/<version>/, as openstacksdk's (Ironic's) builder writes them."""
+    meta = json.dumps({"uuid": UUID, "hostname": HOSTNAME, "name": "other"}).encode()
+    network = json.dumps({"links": [{"id": "eth0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"}],
+                          "networks": [{"id": "n0", "type": "ipv4_dhcp", "link": "eth0"}]}).encode()
+    content = {"meta_data.json": meta, "network_data.json": network, "vendor_data2.json": b'{"static": {}}',
+               "user_data": b"#cloud-config\n"}
+    return {f"openstack/{version}/{name}": content[name] for version in versions for name in names}
 
-    old_table = {v.HAVANA: openstack.VENDOR_DATA, v.LIBERTY: openstack.NETWORK_DATA,
-                 v.NEWTON_TWO: openstack.VENDOR_DATA2}  # inspect's own copy before version_files
-    for version in v.OPENSTACK_VERSIONS:
-        for has_user_data in (False, True):
-            expected = {openstack.META_DATA, *(name for since, name in old_table.items() if v.at_least(version, since))}
-            expected |= {openstack.USER_DATA} if has_user_data else set()
-            assert set(_required_files(version, has_user_data)) == expected, (version, has_user_data)
+
+def test_drives_of_other_builders_are_valid(tmp_path: Path) -> None:
+    """Ironic/openstacksdk (2012-08-10 and latest, the same files in each, no vendor_data.json),
+    cloud-localds-style (latest only, on FAT) and Nova (every version, each with its own files):
+    cloud-init reads everything on them, so inspect accepts them (exit 0, no problem)."""
+    ironic = _layout(["2012-08-10", "latest"], ["meta_data.json", "network_data.json", "vendor_data2.json",
+                                                "user_data"])
+    localds = _layout(["latest"], ["meta_data.json", "user_data"])
+    drives = {"ironic": nova_iso_image(ironic, tmp_path / "ironic.iso", tmp_path / "i"),
+              "localds": mkfs_vfat_image(localds, tmp_path / "localds.img", tmp_path / "l"),
+              "nova": nova_iso_image(fixture_files(), tmp_path / "nova.iso", tmp_path / "n")}
+    for name, image in drives.items():
+        proc = _inspect(str(image), "--json")
+        report = json.loads(proc.stdout)
+        assert proc.returncode == 0 and report["problems"] == [] and report["warnings"] == [], (name, report)
+
+
+def test_a_file_the_picked_directory_lacks_is_a_loss(tmp_path: Path) -> None:
+    """network_data.json in latest but not in 2012-08-10: cloud-init picks 2012-08-10 (the newest
+    dated version it knows on this drive) and never sees the network configuration."""
+    files = {**_layout(["2012-08-10", "latest"], ["meta_data.json"]),
+             **_layout(["latest"], ["network_data.json"])}
+    assert _problems(tmp_path, files) == [
+        "openstack/2012-08-10/ has no network_data.json, which openstack/latest/ has: cloud-init reads "
+        "2012-08-10 (the newest dated version it knows) and would lose it"]

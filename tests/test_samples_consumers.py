@@ -79,7 +79,7 @@ def test_rich_sample_network_config_by_cloud_init(tmp_path):
     assert by_name["bond0"]["type"] == "bond"
     assert sorted(by_name["bond0"]["bond_interfaces"]) == ["eth2", "eth3"]
     assert by_name["bond0"]["params"] == {"bond_mode": "802.3ad", "bond_miimon": 100,
-                                          "bond_hash_policy": "layer3+4"}
+                                          "bond_xmit_hash_policy": "layer3+4"}
     assert by_name["bond0"]["mac_address"] == "fa:16:3e:aa:00:03"  # its first member's
     vlan = next(c for c in config if c["type"] == "vlan")
     assert (vlan["vlan_id"], vlan["vlan_link"]) == (100, "bond0")

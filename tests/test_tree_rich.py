@@ -12,7 +12,7 @@ import pytest
 from metadata_content import MetadataTree, load_instance
 from tests.conftest import SAMPLES
 
-ALICE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpLnqtlLpQehMSV8X8CH+gml0Nmc9dH5Q/2haAxA8eB alice@laptop"
+ALICE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpLnqtlLpQehMSV8X8CH+gml0Nmc9dH5Q/2haAxA8eB alice@laptop\n"  # a .pub line
 DEPLOY_PREFIX = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDWROZsqrFYTLoq"
 SEED = "Y29uZmlnZHJpdmUgcGlubmVkIHJhbmRvbSBzZWVkIGZvciByZXByb2R1Y2libGUgYnVpbGRz"
 UUID = "fbe3b826-7673-4446-8f4c-ede1d2abd0e2"
@@ -270,7 +270,7 @@ NETWORK_DATA = {
         {"id": "eth2", "type": "bridge", "mtu": 9000, "ethernet_mac_address": "fa:16:3e:aa:00:03"},
         {"id": "eth3", "type": "bridge", "mtu": 9000, "ethernet_mac_address": "fa:16:3e:aa:00:04"},
         {"id": "bond0", "type": "bond", "bond_links": ["eth2", "eth3"], "bond_mode": "802.3ad",
-         "bond_miimon": 100, "bond_hash_policy": "layer3+4", "mtu": 9000,
+         "bond_miimon": 100, "bond_xmit_hash_policy": "layer3+4", "mtu": 9000,
          "ethernet_mac_address": "fa:16:3e:aa:00:03"},
         {"id": "bond0.100", "type": "vlan", "vlan_link": "bond0", "vlan_id": 100,
          "vlan_mac_address": "fa:16:3e:aa:00:03", "mtu": 9000},
@@ -410,3 +410,52 @@ def test_meta_data_members_reused_across_versions_encode_as_a_whole(spec, order)
             whole = dumps(openstack.meta_data(instance, version, on_drive=delivery == "drive",
                                               random_seed=b"seed"))
             assert tree.meta_data_json(version) == whole, (spec.name, delivery, version)
+
+
+def test_keys_concatenated_stay_one_per_line():
+    """A reader that writes each public_keys value to a file and concatenates the
+    files (as an authorized_keys builder does) gets every key on its own line."""
+    instance = load_instance(SAMPLES / "rich.yaml")
+    doc = json.loads(MetadataTree(instance).lookup("/openstack/latest/meta_data.json").body)
+    lines = "".join(doc["public_keys"].values()).splitlines()
+    assert len(lines) == len(doc["public_keys"]) == 2 and all(line.startswith("ssh-") for line in lines)
+    ec2 = MetadataTree(instance)
+    assert "".join(ec2.lookup(f"/latest/meta-data/public-keys/{i}/openssh-key").body.decode()
+                   for i in range(2)).splitlines() == lines
+
+
+def test_network_data_is_served_under_every_version_as_nova_does(http, drive):
+    """Nova 34 answers network_data.json under every OpenStack version over HTTP (it lists it
+    from 2015-10-15 on); the drive keeps Nova's layout, which writes it from that version."""
+    whole = http.lookup("/openstack/latest/network_data.json").body
+    for version in OS_VERSIONS:
+        answer = http.lookup(f"/openstack/{version}/network_data.json")
+        assert answer.status == 200 and answer.body == whole and answer.content_type == "application/json"
+    assert b"network_data.json" not in http.lookup("/openstack/2013-10-17").body
+    assert "openstack/2013-10-17/network_data.json" not in drive.drive_files()
+    assert drive.lookup("/openstack/2013-10-17/network_data.json").status == 404
+
+
+def test_no_availability_zone(tmp_path):
+    """``availability_zone: null``: Nova's null in meta_data.json, and no EC2 placement (absent: nova)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("uuid: dc7c8e7d-a420-45fd-bc9f-ae0a16177f73\nhostname: h\navailability_zone: null\n")
+    tree = MetadataTree(load_instance(spec))
+    assert json.loads(tree.lookup("/openstack/latest/meta_data.json").body)["availability_zone"] is None
+    assert tree.lookup("/latest/meta-data/placement/availability-zone").status == 404
+    assert b"placement" not in tree.lookup("/latest/meta-data/").body
+    spec.write_text("uuid: dc7c8e7d-a420-45fd-bc9f-ae0a16177f73\nhostname: h\n")
+    assert MetadataTree(load_instance(spec)).lookup("/latest/meta-data/placement/availability-zone").body == b"nova"
+
+
+def test_ec2_user_data_is_bytes_typed_like_openstack_s(http):
+    ec2, openstack = http.lookup("/latest/user-data"), http.lookup("/openstack/latest/user_data")
+    assert ec2.body == openstack.body and ec2.content_type == openstack.content_type == "application/octet-stream"
+    assert http.lookup("/latest/meta-data/hostname").content_type == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize("method,allow", [("PUT", "GET, HEAD"), ("DELETE", "GET, HEAD")])
+def test_a_405_names_the_methods_the_path_takes(http, method, allow):
+    answer = http.lookup("/openstack/latest/meta_data.json", method)
+    assert (answer.status, answer.allow) == (405, allow)
+    assert http.lookup("/openstack/latest/password", "PUT").allow == "GET, HEAD, POST"

@@ -4,13 +4,15 @@ Independent of how the image was made (ours, Nova's genisoimage recipe,
 mkfs.vfat + mcopy): names come from Rock Ridge, else Joliet, else ISO 9660 on
 CD-ROMs, and from long names, else 8.3 names with the NT lower-case flags, on
 FAT. Validation mirrors the readers: cloud-init picks the newest dated
-OpenStack directory it knows, so every dated directory must be complete.
+OpenStack directory it knows, so a file that a newer directory has and that
+directory lacks is lost; a broken file is lost to every reader.
 """
 from __future__ import annotations
 
 import io
 import json
 import posixpath
+import re
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -246,10 +248,36 @@ def _network_problems(parsed: dict[str, Any]) -> list[str]:
             for name in docs for where, reason in validate_network_data(parsed[name])]
 
 
-def _required_files(version: str, has_user_data: bool) -> list[str]:
-    """What a dated directory must hold: the tree's listing minus password (never a drive file)."""
-    names = openstack.version_files(version, has_user_data=has_user_data)
-    return [name for name in names if name != openstack.PASSWORD]
+# What cloud-init reads from the one openstack/<version>/ directory it picks.
+READ_FILES = (openstack.META_DATA, openstack.USER_DATA, openstack.VENDOR_DATA, openstack.VENDOR_DATA2,
+              openstack.NETWORK_DATA)
+# The newest version Debian 12's cloud-init (22.4) knows; it picks the newest
+# dated directory up to it, else latest. Later releases may know later versions.
+CLOUD_INIT_KNOWS = "2018-08-27"
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _picked(dated: list[str]) -> list[str]:
+    """Every dated directory some cloud-init (22.4 or later) would read everything from."""
+    known = [d for d in dated if d <= CLOUD_INIT_KNOWS]
+    return known[-1:] + [d for d in dated if d > CLOUD_INIT_KNOWS]
+
+
+def _losses(files: dict[str, bytes], dated: list[str]) -> list[str]:
+    """Files a reader would lose: present in a newer directory (or latest), absent from a
+    dated directory cloud-init picks. Nothing else is required of a dated directory (other
+    builders write none, or leave out files nobody wrote anywhere)."""
+    order = [*dated, v.LATEST]
+    problems = []
+    for picked in _picked(dated):
+        newer = order[order.index(picked) + 1:]
+        for name in READ_FILES:
+            have = [d for d in newer if f"openstack/{d}/{name}" in files]
+            if have and f"openstack/{picked}/{name}" not in files:
+                problems.append(f"openstack/{picked}/ has no {name}, which openstack/{have[-1]}/ has: "
+                                f"cloud-init reads {picked} (the newest dated version it knows) and "
+                                f"would lose it")
+    return problems
 
 
 def validate(drive: Drive) -> Report:
@@ -263,7 +291,7 @@ def validate(drive: Drive) -> Report:
     os_dirs = sorted({n.split("/")[1] for n in files if n.startswith("openstack/")
                       and n.count("/") == 2 and n.split("/")[1] != openstack.CONTENT_DIR})
     ec2_dirs = sorted({n.split("/")[1] for n in files if n.startswith("ec2/") and n.count("/") >= 2})
-    dated = [name for name in os_dirs if name != v.LATEST]
+    dated = [name for name in os_dirs if _DATE.match(name)]
     latest = f"openstack/{v.LATEST}/{openstack.META_DATA}"
     if latest not in files:
         problems.append(f"{latest} is missing (cloud-init requires it)")
@@ -283,18 +311,11 @@ def validate(drive: Drive) -> Report:
                 problems.append(f"{latest} refers to {content}, which is missing")
     elif meta is not None:
         problems.append(f"{latest} is not a JSON object")
-    has_user_data = f"openstack/{v.LATEST}/{openstack.USER_DATA}" in files
+    problems += _losses(files, dated)
     for version in dated:
-        base = f"openstack/{version}/"
-        missing = [f for f in _required_files(version, has_user_data) if base + f not in files]
-        if missing:
-            problems.append(f"{base} is incomplete: missing {', '.join(missing)} (cloud-init "
-                            "reads the newest dated directory it knows, not latest)")
-        other = parsed.get(base + openstack.META_DATA)
+        other = parsed.get(f"openstack/{version}/{openstack.META_DATA}")
         if isinstance(other, dict) and uuid and other.get("uuid") != uuid:
-            problems.append(f"{base}meta_data.json has uuid {other.get('uuid')!r}, not {uuid!r}")
-    if not dated:
-        warns.append("no dated openstack/<version> directory: old guests find nothing")
+            problems.append(f"openstack/{version}/meta_data.json has uuid {other.get('uuid')!r}, not {uuid!r}")
     if ec2_dirs and "ec2/latest/meta-data.json" not in files:
         warns.append("ec2/latest/meta-data.json is missing")
     problems += _network_problems(parsed)

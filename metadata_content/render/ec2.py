@@ -55,7 +55,7 @@ def meta_data(instance: Instance, version: str) -> Directory:
         md["block-device-mapping"] = Directory(_block_device_mapping(instance))
         _put(md, "kernel-id", ids.kernel_id)
         _put(md, "ramdisk-id", ids.ramdisk_id)
-    if v.at_least(version, "2008-02-01"):
+    if v.at_least(version, "2008-02-01") and instance.availability_zone is not None:
         md["placement"] = Directory({"availability-zone": instance.availability_zone})
     if v.at_least(version, "2008-09-01"):
         md["instance-action"] = "none"

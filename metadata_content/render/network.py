@@ -75,7 +75,7 @@ class _Builder:
         if bond.miimon is not None:
             link["bond_miimon"] = bond.miimon
         if bond.hash_policy is not None:
-            link["bond_hash_policy"] = bond.hash_policy
+            link["bond_xmit_hash_policy"] = bond.hash_policy  # the key consumers read (Nova schema, cloud-init, glean)
         link["mtu"] = bond.mtu
         # Linux gives a bond its first member's MAC; say so, as cloud-init matches links by MAC.
         mac = bond.mac or next((self._macs[m] for m in bond.links if m in self._macs), None)

@@ -31,6 +31,7 @@ from metadata_content.render.network import network_data
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
+OCTETS = "application/octet-stream"
 READ_METHODS = frozenset({"GET", "HEAD"})
 Delivery = Literal["http", "drive"]
 
@@ -47,6 +48,7 @@ class Answer(NamedTuple):
     body: bytes = b""
     content_type: str = TEXT
     password: bool = False
+    allow: str = ""  # for a 405: the methods the path does take (RFC 9110's Allow header)
 
     @property
     def ok(self) -> bool:
@@ -54,7 +56,9 @@ class Answer(NamedTuple):
 
 
 NOT_FOUND = Answer(404, b"Not Found")
-NOT_ALLOWED = Answer(405, b"Method Not Allowed")
+NOT_ALLOWED = Answer(405, b"Method Not Allowed", allow="GET, HEAD")
+PASSWORD_NOT_ALLOWED = NOT_ALLOWED._replace(allow="GET, HEAD, POST")
+TOKEN_NOT_ALLOWED = NOT_ALLOWED._replace(allow="PUT")
 
 
 def dumps(doc: Any) -> bytes:
@@ -156,7 +160,7 @@ class MetadataTree:
             return answer
         if method in READ_METHODS or (method == "POST" and answer.password):
             return answer
-        return NOT_ALLOWED
+        return PASSWORD_NOT_ALLOWED if answer.password else NOT_ALLOWED
 
     def _openstack(self, parts: list[str]) -> Answer:
         if not parts:
@@ -170,7 +174,10 @@ class MetadataTree:
         listing = openstack.version_listing(self.instance, version)
         if len(parts) == 1:
             return Answer(200, "\n".join(listing).encode())
-        if len(parts) > 2 or parts[1] not in listing:
+        # Nova serves network_data.json under every version (listed from 2015-10-15 only);
+        # the drive keeps Nova's layout, which writes it from that version on
+        unlisted = parts[1] == openstack.NETWORK_DATA and self.delivery == "http"
+        if len(parts) > 2 or (parts[1] not in listing and not unlisted):
             return NOT_FOUND
         return self._openstack_file(version, parts[1])
 
@@ -178,7 +185,7 @@ class MetadataTree:
         if name == openstack.META_DATA:
             return Answer(200, self.meta_data_json(version), JSON)
         if name == openstack.USER_DATA:
-            return Answer(200, self.instance.user_data or b"", "application/octet-stream")
+            return Answer(200, self.instance.user_data or b"", OCTETS)
         if name == openstack.PASSWORD:
             if self.delivery == "drive":
                 return NOT_FOUND
@@ -195,7 +202,7 @@ class MetadataTree:
             return NOT_FOUND
         names = {openstack.content_name(i): f for i, f in enumerate(self.instance.files)}
         found = names.get(parts[0])
-        return Answer(200, found.content, "application/octet-stream") if found else NOT_FOUND
+        return Answer(200, found.content, OCTETS) if found else NOT_FOUND
 
     def _ec2(self, parts: list[str]) -> Answer:
         if not parts:
@@ -206,6 +213,8 @@ class MetadataTree:
         node = ec2.find(ec2.version_root(self.instance, version), parts[1:])
         if node is None:
             return NOT_FOUND
+        if parts[1:] == ["user-data"]:  # raw bytes, typed as the OpenStack user_data is
+            return Answer(200, ec2.render(node), OCTETS)
         return Answer(200, ec2.render(node))
 
     # -- the drive -----------------------------------------------------------

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
 
-from metadata_content.render.tree import NOT_ALLOWED, READ_METHODS, Answer, lookup_without_instance
+from metadata_content.render.tree import READ_METHODS, TOKEN_NOT_ALLOWED, Answer, lookup_without_instance
 from metadata_content.server import identity as ident
 from metadata_content.server.cache import Entry, RenderCache
 from metadata_content.server.config import ApiConfig, ConfigError, read_secret
@@ -210,7 +210,8 @@ class MetadataService:
         return Reply(cached.status, cached.render(), cached.content_type, uuid, path_class=path_class)
 
     def _reply(self, answer: Answer, uuid: str, path_class: str) -> Reply:
-        return Reply(answer.status, answer.body, answer.content_type, uuid, path_class=path_class)
+        allow = (("Allow", answer.allow),) if answer.allow else ()  # a 405 names what the path takes
+        return Reply(answer.status, answer.body, answer.content_type, uuid, headers=allow, path_class=path_class)
 
     def _identify(self, environ: dict[str, Any], render: bool) -> tuple[str, Entry]:
         """(instance uuid, cache entry) for the requester, or a Refusal (400/403/404/500)."""
@@ -250,7 +251,7 @@ class MetadataService:
     def _token(self, environ: dict[str, Any], method: str, render: bool) -> Reply:
         """IMDSv2 ``PUT /latest/api/token``."""
         if method != "PUT":
-            return self._reply(NOT_ALLOWED, "-", "token")
+            return self._reply(TOKEN_NOT_ALLOWED, "-", "token")
         if ident.token_put_refused(environ, self.config.mode, self.trusted):
             return Reply(403, b"Token requests relayed with X-Forwarded-For are refused.",
                          path_class="token")

@@ -41,7 +41,10 @@ def build(data: dict[str, Any], addresses: Addresses | None = None) -> Instance:
         flavor=data.get("flavor"),
         image_id=(data.get("image") or {}).get("id"),
         image_properties=dict((data.get("image") or {}).get("properties", {})),
-        keys=tuple(Keypair(k["name"], k["data"].strip(), k.get("type", "ssh")) for k in data.get("keys", [])),
+        # each key ends with a newline, as a key imported from a .pub file does: a reader
+        # that concatenates public_keys values must get one key per line
+        keys=tuple(Keypair(k["name"], k["data"].strip() + "\n", k.get("type", "ssh"))
+                   for k in data.get("keys", [])),
         user_data=_user_data(data.get("user_data")),
         meta=dict(data.get("meta", {})),  # str -> str: a shallow copy is a full copy
         files=tuple(InjectedFile(f["path"], _content(f)) for f in data.get("files", [])),
