@@ -19,25 +19,29 @@ import ipaddress
 import json
 import os
 import secrets
+import select
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Iterator
-
-    from sqlalchemy.engine import Connection, Engine
-
     from metadata_content.model import Instance
 
 DB_FILE = "store.db"
 KEEP_CHANGES = 10_000  # change-log rows kept; a worker further behind drops its whole cache
 PASSWORD_MAX = 1020    # Nova: 4 chunks of 255 characters
 NOTIFY_CHANNEL = "configdrive_changes"
+# "Anything changed?" is a system call that releases the GIL, which costs
+# throughput under load when asked on every request; once a millisecond per
+# process is far below anything a client can observe (ChangeWatcher.due).
+POLL_INTERVAL = 0.001
 
 
 # (instance uuid, project id) pairs, and ids; the aliases also keep the builtin ``list``
@@ -92,55 +96,47 @@ def normalise_ip(ip: str) -> str:
     return str(addr)
 
 
-def _tables() -> Any:
-    import sqlalchemy as sa
-
-    meta = sa.MetaData()
-    t = {
-        "instances": sa.Table(
-            "instances", meta,
-            sa.Column("uuid", sa.String(36), primary_key=True),
-            sa.Column("project_id", sa.String(255), index=True),
-            sa.Column("name", sa.String(255), nullable=False),
-            sa.Column("spec", sa.Text, nullable=False),
-            sa.Column("version", sa.Integer, nullable=False),
-            sa.Column("updated_at", sa.Float, nullable=False)),
-        "ports": sa.Table(
-            "ports", meta,
-            sa.Column("network_id", sa.String(64), primary_key=True),
-            sa.Column("ip", sa.String(64), primary_key=True),
-            sa.Column("mac", sa.String(17), index=True),
-            sa.Column("instance_uuid", sa.String(36),
-                      sa.ForeignKey("instances.uuid", ondelete="CASCADE"), nullable=False, index=True),
-            sa.Index("ix_ports_ip", "ip")),
-        "routers": sa.Table(
-            "routers", meta,
-            sa.Column("router_id", sa.String(64), primary_key=True),
-            sa.Column("network_id", sa.String(64), primary_key=True)),
-        "passwords": sa.Table(
-            "passwords", meta,
-            sa.Column("instance_uuid", sa.String(36),
-                      sa.ForeignKey("instances.uuid", ondelete="CASCADE"), primary_key=True),
-            sa.Column("value", sa.Text, nullable=False)),
-        "changes": sa.Table(
-            "changes", meta,
-            sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("uuid", sa.String(36), nullable=False),
-            sqlite_autoincrement=True),
-        "settings": sa.Table(
-            "settings", meta,
-            sa.Column("key", sa.String(64), primary_key=True),
-            sa.Column("value", sa.Text, nullable=False)),
-    }
-    return meta, t
+schema = sa.MetaData()
+instances = sa.Table(
+    "instances", schema,
+    sa.Column("uuid", sa.String(36), primary_key=True),
+    sa.Column("project_id", sa.String(255), index=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False))
+ports = sa.Table(
+    "ports", schema,
+    sa.Column("network_id", sa.String(64), primary_key=True),
+    sa.Column("ip", sa.String(64), primary_key=True),
+    sa.Column("mac", sa.String(17), index=True),
+    sa.Column("instance_uuid", sa.String(36),
+              sa.ForeignKey("instances.uuid", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Index("ix_ports_ip", "ip"))
+routers = sa.Table(
+    "routers", schema,
+    sa.Column("router_id", sa.String(64), primary_key=True),
+    sa.Column("network_id", sa.String(64), primary_key=True))
+passwords = sa.Table(
+    "passwords", schema,
+    sa.Column("instance_uuid", sa.String(36),
+              sa.ForeignKey("instances.uuid", ondelete="CASCADE"), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False))
+changes = sa.Table(
+    "changes", schema,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(36), nullable=False),
+    sqlite_autoincrement=True)
+settings = sa.Table(
+    "settings", schema,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False))
 
 
 class Store:
     """All reads and writes of registered instances. Safe to share between threads."""
 
     def __init__(self, url: str | None = None, data_dir: str | Path | None = None):
-        import sqlalchemy as sa
-
         self.url = store_url(url, data_dir)
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
@@ -148,11 +144,21 @@ class Store:
             self.url = "postgresql+psycopg://" + self.url[len("postgresql://"):]
         if not self.is_sqlite:
             kwargs["pool_pre_ping"] = True
-        self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        self.engine = sa.create_engine(self.url, **kwargs)
+        # The INSERT with ON CONFLICT of the dialect create_engine has just loaded:
+        # imported here, not at the top, so that no process loads both dialects
+        # (PostgreSQL's costs SQLite users tens of milliseconds of start-up).
+        self._insert: Callable[[sa.Table], Any]
         if self.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.meta, self.t = _tables()
-        self.meta.create_all(self.engine)
+            self._insert = sqlite_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            self._insert = postgresql_insert
+        schema.create_all(self.engine)
 
     @property
     def sqlite_path(self) -> str | None:
@@ -171,7 +177,7 @@ class Store:
                 if self._exists(conn, instance.uuid):
                     raise StoreError(f"instance {instance.uuid} is already registered "
                                      f"(use 'configdrive instances update')")
-                conn.execute(self.t["instances"].insert().values(
+                conn.execute(instances.insert().values(
                     uuid=instance.uuid, project_id=instance.project_id, name=instance.name,
                     spec=json.dumps(spec), version=1, updated_at=time.time()))
                 self._insert_ports(conn, instance)
@@ -179,18 +185,14 @@ class Store:
 
     def update(self, spec: dict[str, Any], instance: Instance) -> int:
         """Replace a registered instance's spec (keeps its password); the new version."""
-        import sqlalchemy as sa
-
-        t = self.t
         with self._write() as conn:
-            row = conn.execute(sa.select(t["instances"].c.version)
-                               .where(t["instances"].c.uuid == instance.uuid)).first()
+            row = conn.execute(sa.select(instances.c.version).where(instances.c.uuid == instance.uuid)).first()
             if row is None:
                 raise StoreError(f"instance {instance.uuid} is not registered (use 'configdrive instances add')")
-            conn.execute(t["ports"].delete().where(t["ports"].c.instance_uuid == instance.uuid))
+            conn.execute(ports.delete().where(ports.c.instance_uuid == instance.uuid))
             self._insert_ports(conn, instance)
             version = row[0] + 1
-            conn.execute(t["instances"].update().where(t["instances"].c.uuid == instance.uuid).values(
+            conn.execute(instances.update().where(instances.c.uuid == instance.uuid).values(
                 project_id=instance.project_id, name=instance.name, spec=json.dumps(spec),
                 version=version, updated_at=time.time()))
             self._log_change(conn, instance.uuid)
@@ -199,33 +201,29 @@ class Store:
     def remove(self, *uuids: str) -> None:
         """Unregister instances (passwords too), all or none, as :meth:`add`:
         an unknown uuid refuses the whole batch."""
-        t = self.t
         wanted = list(dict.fromkeys(uuids))
         with self._write() as conn:
             for uuid in wanted:
                 if not self._exists(conn, uuid):
                     raise StoreError(f"instance {uuid} is not registered")
-            for name in ("ports", "passwords"):
-                conn.execute(t[name].delete().where(t[name].c.instance_uuid.in_(wanted)))
-            conn.execute(t["instances"].delete().where(t["instances"].c.uuid.in_(wanted)))
+            for table in (ports, passwords):
+                conn.execute(table.delete().where(table.c.instance_uuid.in_(wanted)))
+            conn.execute(instances.delete().where(instances.c.uuid.in_(wanted)))
             for uuid in wanted:
                 self._log_change(conn, uuid)
 
     def set_router_networks(self, router_id: str, network_ids: list[str]) -> None:
         """Which networks a router serves (the agent's router-side port lookup)."""
-        t = self.t["routers"]
         with self._write() as conn:
-            conn.execute(t.delete().where(t.c.router_id == router_id))
+            conn.execute(routers.delete().where(routers.c.router_id == router_id))
             for net in dict.fromkeys(network_ids):
-                conn.execute(t.insert().values(router_id=router_id, network_id=net))
+                conn.execute(routers.insert().values(router_id=router_id, network_id=net))
             # Agents cache router -> networks too; any change-log entry makes them drop it.
             self._log_change(conn, f"router:{router_id}")
 
     def ports_on(self, network_id: str) -> list[tuple[str, str, str]]:
         """(mac, ip, instance uuid) of every port on *network_id* that has a MAC (DHCP hosts)."""
-        import sqlalchemy as sa
-
-        p = self.t["ports"].c
+        p = ports.c
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(p.mac, p.ip, p.instance_uuid)
                                 .where(p.network_id == network_id, p.mac.is_not(None))
@@ -238,26 +236,22 @@ class Store:
         A single conditional statement (insert, or overwrite an empty value),
         so exactly one of many concurrent callers, in any process, wins.
         """
-        t = self.t["passwords"]
-        stmt = self._insert(t).values(instance_uuid=uuid, value=value)
-        stmt = stmt.on_conflict_do_update(index_elements=[t.c.instance_uuid],
-                                          set_={"value": stmt.excluded.value}, where=t.c.value == "")
+        stmt = self._insert(passwords).values(instance_uuid=uuid, value=value)
+        stmt = stmt.on_conflict_do_update(index_elements=[passwords.c.instance_uuid],
+                                          set_={"value": stmt.excluded.value}, where=passwords.c.value == "")
         # RETURNING, not rowcount: psycopg reports -1 for this statement.
         with self.engine.begin() as conn:
-            return conn.execute(stmt.returning(t.c.instance_uuid)).first() is not None
+            return conn.execute(stmt.returning(passwords.c.instance_uuid)).first() is not None
 
     def clear_password(self, uuid: str) -> None:
         """Forget the password (Nova's clear-password), so the guest may post a new one."""
-        t = self.t["passwords"]
         with self.engine.begin() as conn:
-            conn.execute(t.delete().where(t.c.instance_uuid == uuid))
+            conn.execute(passwords.delete().where(passwords.c.instance_uuid == uuid))
 
     # -- reads ---------------------------------------------------------------
 
     def get(self, uuid: str) -> Record | None:
-        import sqlalchemy as sa
-
-        c = self.t["instances"].c
+        c = instances.c
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(c.uuid, c.project_id, c.name, c.version, c.spec)
                                .where(c.uuid == uuid)).first()
@@ -267,106 +261,74 @@ class Store:
 
     def version(self, uuid: str) -> int | None:
         """The instance's version counter (bumped by every update), None if unknown."""
-        import sqlalchemy as sa
-
-        c = self.t["instances"].c
+        c = instances.c
         with self.engine.connect() as conn:
             return conn.execute(sa.select(c.version).where(c.uuid == uuid)).scalar()
 
     def list(self) -> list[Record]:
         """Every instance, without specs (``spec`` is empty), by name."""
-        import sqlalchemy as sa
-
-        c = self.t["instances"].c
+        c = instances.c
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(c.uuid, c.project_id, c.name, c.version)
                                 .order_by(c.name, c.uuid)).all()
         return [Record(r[0], r[1], r[2], r[3], {}) for r in rows]
 
     def count(self) -> int:
-        import sqlalchemy as sa
-
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(self.t["instances"])).scalar_one())
+            return int(conn.execute(sa.select(sa.func.count()).select_from(instances)).scalar_one())
 
     def find_by_address(self, ip: str, network_ids: Sequence[str] | None = None) -> Owners:
         """(uuid, project) of instances owning fixed *ip*, on *network_ids* if given."""
-        return self._port_owners(self.t["ports"].c.ip == normalise_ip(ip), network_ids)
+        return self._port_owners(ports.c.ip == normalise_ip(ip), network_ids)
 
     def find_by_mac(self, mac: str, network_ids: Sequence[str] | None = None) -> Owners:
         """(uuid, project) of instances with a port of MAC *mac* (IPv6 link-local sources)."""
-        return self._port_owners(self.t["ports"].c.mac == mac.lower(), network_ids)
+        return self._port_owners(ports.c.mac == mac.lower(), network_ids)
 
     def _port_owners(self, match: Any, network_ids: Sequence[str] | None) -> Owners:
         """(uuid, project) of the instances with a port matching *match*, once each."""
-        import sqlalchemy as sa
-
-        p, i = self.t["ports"].c, self.t["instances"].c
-        q = (sa.select(p.instance_uuid, i.project_id).join(self.t["instances"], p.instance_uuid == i.uuid)
-             .where(match))
+        p, i = ports.c, instances.c
+        q = sa.select(p.instance_uuid, i.project_id).join(instances, p.instance_uuid == i.uuid).where(match)
         if network_ids is not None:
             q = q.where(p.network_id.in_(network_ids))
         with self.engine.connect() as conn:
             return [(r[0], r[1]) for r in dict.fromkeys(tuple(r) for r in conn.execute(q))]
 
     def router_networks(self, router_id: str) -> Ids:
-        import sqlalchemy as sa
-
-        c = self.t["routers"].c
+        c = routers.c
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(sa.select(c.network_id).where(c.router_id == router_id)
                                                .order_by(c.network_id))]
 
     def get_password(self, uuid: str) -> str | None:
-        import sqlalchemy as sa
-
-        c = self.t["passwords"].c
+        c = passwords.c
         with self.engine.connect() as conn:
             value = conn.execute(sa.select(c.value).where(c.instance_uuid == uuid)).scalar()
         return value or None
 
     def setting(self, key: str, make: Any = lambda: secrets.token_hex(32)) -> str:
         """A persistent value shared by every process (created once, first writer wins)."""
-        import sqlalchemy as sa
-
-        t = self.t["settings"]
-        stmt = self._insert(t).values(key=key, value=make()).on_conflict_do_nothing(index_elements=[t.c.key])
+        c = settings.c
+        stmt = self._insert(settings).values(key=key, value=make()).on_conflict_do_nothing(index_elements=[c.key])
         with self.engine.begin() as conn:
             conn.execute(stmt)
-            return conn.execute(sa.select(t.c.value).where(t.c.key == key)).scalar_one()
-
-    def _insert(self, table: Any) -> Any:
-        """The dialect's INSERT, which has ON CONFLICT on both SQLite and PostgreSQL."""
-        if self.is_sqlite:
-            from sqlalchemy.dialects import sqlite
-
-            return sqlite.insert(table)
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(table)
+            return conn.execute(sa.select(c.value).where(c.key == key)).scalar_one()
 
     def ping(self) -> None:
         """Raise when the database cannot be reached (``/healthz``)."""
-        import sqlalchemy as sa
-
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
     # -- change log ----------------------------------------------------------
 
     def last_change(self) -> int:
-        import sqlalchemy as sa
-
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(self.t["changes"].c.seq), 0)))
-                       .scalar_one())
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(changes.c.seq), 0))).scalar_one())
 
     def changes_since(self, seq: int) -> tuple[int, Ids | None]:
         """(newest seq, uuids changed after *seq*), or None for the uuids when the log
         no longer reaches back that far (the caller forgets everything)."""
-        import sqlalchemy as sa
-
-        c = self.t["changes"].c
+        c = changes.c
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(c.seq, c.uuid).where(c.seq > seq).order_by(c.seq)).all()
             if not rows:
@@ -380,15 +342,11 @@ class Store:
     # -- helpers -------------------------------------------------------------
 
     def _exists(self, conn: Any, uuid: str) -> bool:
-        import sqlalchemy as sa
-
-        c = self.t["instances"].c
+        c = instances.c
         return conn.execute(sa.select(c.uuid).where(c.uuid == uuid)).first() is not None
 
     def _insert_ports(self, conn: Any, instance: Instance) -> None:
-        import sqlalchemy as sa
-
-        p = self.t["ports"].c
+        p = ports.c
         seen: set[tuple[str, str]] = set()
         for port in instance.ports():
             key = (port.network_id or "", normalise_ip(port.ip))
@@ -399,7 +357,7 @@ class Store:
             if owner is not None:
                 where = f"network {key[0]}" if key[0] else "a port without network_id"
                 raise StoreError(f"fixed IP {key[1]} on {where} is already used by instance {owner}")
-            conn.execute(self.t["ports"].insert().values(
+            conn.execute(ports.insert().values(
                 network_id=key[0], ip=key[1], mac=(port.mac or "").lower() or None,
                 instance_uuid=instance.uuid))
 
@@ -413,19 +371,14 @@ class Store:
 
     def _log_change(self, conn: Any, uuid: str) -> None:
         """Append *uuid* to the change log; only inside :meth:`_write`."""
-        c = self.t["changes"]
-        seq = conn.execute(c.insert().values(uuid=uuid)).inserted_primary_key[0]
-        conn.execute(c.delete().where(c.c.seq <= seq - KEEP_CHANGES))
+        seq = conn.execute(changes.insert().values(uuid=uuid)).inserted_primary_key[0]
+        conn.execute(changes.delete().where(changes.c.seq <= seq - KEEP_CHANGES))
         if not self.is_sqlite:
-            import sqlalchemy as sa
-
             conn.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))  # delivered at commit
 
     def _lock_changes(self, conn: Any) -> None:
         """Serialise writers on PostgreSQL so change-log sequence numbers commit in
         order (a reader must never see seq N+1 before N). SQLite has one writer."""
-        import sqlalchemy as sa
-
         if self.is_sqlite:
             # Take the write lock first: a deferred transaction that has read
             # cannot upgrade under contention and would fail instead of waiting.
@@ -447,19 +400,16 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
 class ChangeWatcher:
     """Tells one process which instances changed in the store since it last asked.
 
-    The change log is read only when something may have changed, so the
-    per-request cost stays in microseconds:
+    The change log is read only when something may have changed:
 
-    * SQLite: the WAL-index header at the start of the ``-shm`` file (which
-      SQLite maps into every connection) changes with every commit, by any
-      process (https://www.sqlite.org/walformat.html); comparing its 48 bytes
-      through a read-only mmap costs ~0.3 us and, unlike any SQL call, does
-      not release the GIL (which cost ~20% of the throughput under load).
-      Without the mmap: ``PRAGMA data_version`` per thread (~12 us);
+    * SQLite: ``PRAGMA data_version`` on a private connection per thread,
+      which moves whenever any other connection, in any process, commits;
     * PostgreSQL: a private LISTEN connection; writers NOTIFY on commit, and a
-      zero-timeout ``select()`` on its socket (a few us) says whether any
-      notification arrived. Without it (connection lost) every poll reads the
-      log, and the next poll reconnects.
+      zero-timeout ``select()`` on its socket says whether any notification
+      arrived. Without it (connection lost) every poll reads the log, and the
+      next poll reconnects.
+
+    Both checks release the GIL, so callers ask only when :meth:`due` says so.
     """
 
     def __init__(self, store: Store):
@@ -468,58 +418,34 @@ class ChangeWatcher:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._pg: Any = None
-        self._shm: Any = None
-        self._keep: sqlite3.Connection | None = None
-        self._shm_seen = b""
+        self._next_poll = 0.0
         if self._path is None:
             self._listen()  # before reading the log: no change can fall in between
-        else:
-            self._map_shm()
         self.seq = store.last_change()
 
-    @property
-    def cheap(self) -> bool:
-        """True when :meth:`poll` costs well under a microsecond when nothing changed."""
-        return self._shm is not None
+    def due(self) -> bool:
+        """True at most once per :data:`POLL_INTERVAL`: whether to :meth:`poll` now.
+        Unlocked: two threads racing both poll, which is harmless."""
+        now = time.monotonic()
+        if now < self._next_poll:
+            return False
+        self._next_poll = now + POLL_INTERVAL
+        return True
 
-    def _map_shm(self) -> None:
-        """Keep a private connection open (so the -shm file lives) and map its header."""
-        import mmap
-
-        assert self._path is not None  # only SQLite stores are watched this way
+    def _listen(self) -> None:
         try:
-            self._keep = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-            self._keep.execute("SELECT count(*) FROM changes").fetchone()  # initialises the WAL index
-            fd = os.open(f"{self._path}-shm", os.O_RDONLY)
-            try:
-                self._shm = mmap.mmap(fd, 136, prot=mmap.PROT_READ)
-            finally:
-                os.close(fd)
-        except (OSError, ValueError, sqlite3.Error):
-            self._shm = None
-
-    def _listen(self) -> bool:
-        try:
+            # psycopg is the optional "postgres" extra: SQLite installs lack it.
             import psycopg
 
             url = self.store.engine.url.set(drivername="postgresql")
             conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
             conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             self._pg = conn
-            return True
         except Exception:
-            return False
+            self._pg = None
 
-    def _sqlite_changed(self) -> bool:
-        if self._shm is not None:
-            header = self._shm[:48]
-            if header == self._shm_seen:
-                return False
-            self._shm_seen = header
-            return True
-        return self._data_version_changed()
-
-    def _data_version_changed(self) -> bool:
+    def _sqlite(self) -> sqlite3.Connection:
+        """This thread's private connection (an sqlite3 connection stays in its thread)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             assert self._path is not None
@@ -527,15 +453,16 @@ class ChangeWatcher:
             conn.execute("PRAGMA busy_timeout = 10000")
             self._local.conn = conn
             self._local.version = None
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        return conn
+
+    def _sqlite_changed(self) -> bool:
+        version = self._sqlite().execute("PRAGMA data_version").fetchone()[0]
         if version == self._local.version:
             return False
         self._local.version = version
         return True
 
     def _pg_changed(self) -> bool:
-        import select
-
         if self._pg is None:
             self._listen()
             return True  # whatever happened while not listening is in the log
@@ -553,9 +480,7 @@ class ChangeWatcher:
         """The instance's version counter through the watcher's private connection:
         tens of microseconds on SQLite, where the pooled SQLAlchemy path costs ~0.6 ms."""
         if self._path is not None:
-            if getattr(self._local, "conn", None) is None:
-                self._data_version_changed()  # opens the thread's connection
-            row = self._local.conn.execute("SELECT version FROM instances WHERE uuid = ?", (uuid,)).fetchone()
+            row = self._sqlite().execute("SELECT version FROM instances WHERE uuid = ?", (uuid,)).fetchone()
             return None if row is None else int(row[0])
         if self._pg is not None:
             try:

@@ -265,7 +265,7 @@ def test_help_everywhere() -> None:
 @pytest.mark.parametrize("args,needed,forbidden", [
     # a valid spec never needs jsonschema (metadata_content/spec/schema_quick.py)
     # ... nor pycdlib for a plain tree (configdrive/images/iso9660.py writes it)
-    # ... nor modules only a slower way needs (dataclasses, ctypes for linking, pkgutil)
+    # ... nor modules only a slower way needs (dataclasses, ctypes, pkgutil)
     (["build", "-f", "iso9660"], "configdrive.images.iso9660",
      ("pyfatfs", "jsonschema", "pycdlib", "dataclasses", "ctypes", "pkgutil")),
     (["build", "-f", "vfat"], "pyfatfs", ("pycdlib", "jsonschema")),
@@ -323,22 +323,21 @@ def _umask() -> int:
     return mask
 
 
-@pytest.mark.parametrize("linker", ["_link_via_proc", "_link_via_empty_path"])
-def test_each_linker_gives_an_unnamed_file_its_name(tmp_path: Path, linker: str) -> None:
-    """Both ways of naming an O_TMPFILE work here, and the probe picks the /proc one.
+def test_the_proc_link_gives_an_unnamed_file_its_name(tmp_path: Path) -> None:
+    """Naming an O_TMPFILE through /proc works here, and the probe says so.
 
-    The /proc link needs no ctypes; it failed with EXDEV (and the probe fell back
+    It failed with EXDEV (and the probe fell back to a named temporary file
     silently) while os.link called link() instead of linkat(AT_SYMLINK_FOLLOW).
     """
     from configdrive.images import atomic
     fd = os.open(tmp_path, os.O_TMPFILE | os.O_RDWR, 0o644)
     try:
         os.write(fd, b"image")
-        getattr(atomic, linker)(fd, tmp_path / "named")
+        atomic._link_via_proc(fd, tmp_path / "named")
     finally:
         os.close(fd)
     assert (tmp_path / "named").read_bytes() == b"image"
-    assert atomic._probe(tmp_path) is atomic._link_via_proc
+    assert atomic._probe(tmp_path) is True
     assert [p.name for p in tmp_path.iterdir()] == ["named"]
 
 

@@ -2,26 +2,25 @@
 
 Linux first: the image is written to an unnamed ``O_TMPFILE`` inode in the
 target directory and only linked into place once complete (``linkat`` through
-``/proc/self/fd``, or ``AT_EMPTY_PATH`` where that path is refused - probed
-once per file system), so even SIGKILL or
-a power cut mid-write leaves no file at all (the kernel frees the inode).
-Without ``--force`` the final ``link()`` refuses to replace a file that appeared
-meanwhile (no check-then-write race). Where ``O_TMPFILE`` is unavailable (other
-kernels or file systems) a named temporary file ``.<name>.<random>.cfgdrv-tmp``
-in the same directory is used and removed on error, Ctrl-C and SIGTERM; only
-SIGKILL can leave it behind, under that recognisable name.
+``/proc/self/fd``), so even SIGKILL or a power cut mid-write leaves no file at
+all (the kernel frees the inode). Without ``--force`` the final ``link()``
+refuses to replace a file that appeared meanwhile (no check-then-write race).
+Where ``O_TMPFILE`` is unavailable (other kernels or file systems) or that link
+is refused (no /proc; probed once per file system) a named temporary file
+``.<name>.<random>.cfgdrv-tmp`` in the same directory is used and removed on
+error, Ctrl-C and SIGTERM; only SIGKILL can leave it behind, under that
+recognisable name.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 TEMP_SUFFIX = ".cfgdrv-tmp"
 
@@ -60,26 +59,11 @@ def _link_via_proc(fd: int, target: Path) -> None:
     os.link(f"/proc/self/fd/{fd}", target, src_dir_fd=fd, follow_symlinks=True)
 
 
-@functools.cache
-def _libc() -> Any:
-    import ctypes
-    return ctypes.CDLL(None, use_errno=True)
+_LINKABLE: dict[int, bool] = {}  # st_dev -> whether _link_via_proc works there (probed once)
 
 
-def _link_via_empty_path(fd: int, target: Path) -> None:
-    """linkat(fd, "", AT_FDCWD, target, AT_EMPTY_PATH): works where /proc is odd."""
-    import ctypes
-    if _libc().linkat(fd, b"", -100, os.fsencode(target), 0x1000) != 0:  # AT_FDCWD, AT_EMPTY_PATH
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(target))
-
-
-Linker = Callable[[int, Path], None]
-_LINKERS: dict[int, Linker | None] = {}  # st_dev -> how to link there (probed once)
-
-
-def _open_unnamed(directory: Path) -> tuple[int, Linker] | None:
-    """An O_TMPFILE descriptor in ``directory`` and a way to link it, or None."""
+def _open_unnamed(directory: Path) -> int | None:
+    """An O_TMPFILE descriptor in ``directory`` that :func:`_link_via_proc` can name, or None."""
     flag = getattr(os, "O_TMPFILE", 0)
     if not flag:
         return None
@@ -90,42 +74,38 @@ def _open_unnamed(directory: Path) -> tuple[int, Linker] | None:
             return None
         raise
     device = os.fstat(fd).st_dev
-    if device not in _LINKERS:
-        _LINKERS[device] = _probe(directory)
-    linker = _LINKERS[device]
-    if linker is None:
+    if device not in _LINKABLE:
+        _LINKABLE[device] = _probe(directory)
+    if not _LINKABLE[device]:
         os.close(fd)
         return None
-    return fd, linker
+    return fd
 
 
-def _probe(directory: Path) -> Linker | None:
-    """Find a linking method that works here, with an empty unnamed file."""
+def _probe(directory: Path) -> bool:
+    """Whether an unnamed file can be linked into ``directory``, tried with an empty one."""
     fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    probe = directory / f".probe.{os.urandom(4).hex()}{TEMP_SUFFIX}"
     try:
-        for linker in (_link_via_proc, _link_via_empty_path):
-            probe = directory / f".probe.{os.urandom(4).hex()}{TEMP_SUFFIX}"
-            try:
-                linker(fd, probe)
-            except OSError:
-                continue
-            os.unlink(probe)
-            return linker
-        return None
+        _link_via_proc(fd, probe)
+    except OSError:
+        return False
     finally:
         os.close(fd)
+    os.unlink(probe)
+    return True
 
 
 def _temp_name(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
 
 
-def _link_unnamed(fd: int, linker: Linker, dest: Path, force: bool) -> None:
+def _link_unnamed(fd: int, dest: Path, force: bool) -> None:
     if not force:
-        linker(fd, dest)  # EEXIST if a file appeared meanwhile: never clobbered
+        _link_via_proc(fd, dest)  # EEXIST if a file appeared meanwhile: never clobbered
         return
     temp = _temp_name(dest)
-    linker(fd, temp)
+    _link_via_proc(fd, temp)
     try:
         os.replace(temp, dest)
     except BaseException:
@@ -147,13 +127,12 @@ def atomic_output(dest: os.PathLike | str, *, force: bool = False) -> Iterator[B
     if dest.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory", str(dest))
     directory = dest.parent if str(dest.parent) else Path(".")
-    unnamed = _open_unnamed(directory)
-    if unnamed is not None:
-        fd, linker = unnamed
+    fd = _open_unnamed(directory)
+    if fd is not None:
         with os.fdopen(fd, "w+b") as fh:
             yield fh
             fh.flush()
-            _link_unnamed(fh.fileno(), linker, dest, force)
+            _link_unnamed(fh.fileno(), dest, force)
         return
     temp = _temp_name(dest)
     tfd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)

@@ -37,6 +37,7 @@ import re
 import socket
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from metadata_content.server.upstream import Upstream, UpstreamError
 log = logging.getLogger("configdrive.agent")
 
 RESOLVED_ENV = "CONFIGDRIVE_AGENT_RESOLVED"
-MAX_CACHED = 100_000  # port lookups kept; beyond that the cache starts again
+MAX_CACHED = 100_000  # port lookups kept; beyond that the oldest goes
 NETWORK_HEADER = "x-neutron-network-id"
 ROUTER_HEADER = "x-neutron-router-id"
 # SPEC: statuses relayed as they are; anything else becomes 502. 401/405/411
@@ -140,15 +141,14 @@ class PortIndex:
     """
 
     def __init__(self, store: Any, ttl: float, threads: int = 4):
-        from metadata_content.server.cache import POLL_INTERVAL
+        # Lazy, as the Store in Agent: the parent process that only starts granian
+        # (serve_agent) never loads SQLAlchemy.
         from metadata_content.store import ChangeWatcher
 
         self.store = store
         self.ttl = ttl
         self.watcher = ChangeWatcher(store)
-        self._poll_interval = POLL_INTERVAL
-        self._next_poll = 0.0
-        self._cache: dict[tuple[str, ...], tuple[float, Any]] = {}
+        self._cache: OrderedDict[tuple[str, ...], tuple[float, Any]] = OrderedDict()  # oldest first
         self._generation = 0  # moves whenever the cache is dropped
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
 
@@ -160,23 +160,16 @@ class PortIndex:
         value = await asyncio.get_running_loop().run_in_executor(self._pool, load)
         if generation == self._generation:  # not read before a change that arrived meanwhile
             if len(self._cache) >= MAX_CACHED:
-                self._cache.clear()
+                self._cache.popitem(last=False)
             self._cache[key] = (time.monotonic() + self.ttl, value)
         return value
 
     async def refresh(self) -> None:
-        """Drop every cached lookup if the store changed. A cheap check (SQLite's -shm
-        map, a microsecond) runs every request; a costly one (PostgreSQL, SQLite without
-        the map: a thread hop and a system call) at most once per cache.POLL_INTERVAL,
-        as the render cache does."""
-        if self.watcher.cheap:
-            changed = self.watcher.poll()
-        else:
-            now = time.monotonic()
-            if now < self._next_poll:
-                return
-            self._next_poll = now + self._poll_interval
-            changed = await asyncio.get_running_loop().run_in_executor(self._pool, self.watcher.poll)
+        """Drop every cached lookup if the store changed. Asking costs a thread hop
+        and a system call, so it is asked only when the watcher says it is due."""
+        if not self.watcher.due():
+            return
+        changed = await asyncio.get_running_loop().run_in_executor(self._pool, self.watcher.poll)
         if changed != []:
             self._cache.clear()
             self._generation += 1

@@ -1,10 +1,11 @@
 """The per-worker rendering cache: instance -> rendered answers as bytes.
 
 An entry holds the instance's :class:`MetadataTree` and the answers already
-looked up, keyed by the raw request path. It is dropped at once when the
-store's change log names the instance, whichever process wrote it
-(:class:`ChangeWatcher`). After the TTL (15 s by default, as Nova) it is
-revalidated: one indexed read of the instance's version counter; only a
+looked up, keyed by the raw request path. It is dropped when the store's
+change log names the instance, whichever process wrote it
+(:class:`ChangeWatcher`, asked at most once per store.POLL_INTERVAL). After
+the TTL (15 s by default, as Nova) it is revalidated: one indexed read of
+the instance's version counter; only a
 changed instance, or one whose vendor_data2 targets must be asked again, is
 rendered anew (a render costs milliseconds, the check a fraction of one).
 
@@ -17,8 +18,10 @@ its seed is served as rendered.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,12 +31,6 @@ from metadata_content.render.tree import Answer, MetadataTree
 from metadata_content.store import ChangeWatcher, Store
 
 MAX_PATHS = 64  # answers cached per instance: bounds memory against path fuzzing
-# Where the "anything changed?" check needs a system call (PostgreSQL's
-# select(), SQLite without the -shm mapping) it releases the GIL, which under
-# load cost ~20% of the throughput; there it runs at most once a millisecond
-# per worker, far below anything a client can observe. On SQLite with the
-# mapping it runs on every request.
-POLL_INTERVAL = 0.001
 
 
 @dataclass(frozen=True)
@@ -99,20 +96,17 @@ class RenderCache:
         self.vendor_data2 = vendor_data2
         self.max_entries = max_entries
         self.watcher = ChangeWatcher(store)
-        self.entries: dict[str, Entry] = {}
-        self.addresses: dict[str, tuple[float, list[str]]] = {}
+        # oldest first, so the first item is the one to evict when full
+        self.entries: OrderedDict[str, Entry] = OrderedDict()
+        self.addresses: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
         self.refetch_on_expiry = refetch_on_expiry  # dynamic vendor data: re-ask targets per TTL
         self.hits = 0
         self.misses = 0
-        self._next_poll = 0.0
 
     def refresh(self) -> None:
         """Forget whatever the store says changed since the last poll."""
-        if not self.watcher.cheap:
-            now = time.monotonic()
-            if now < self._next_poll:
-                return
-            self._next_poll = now + POLL_INTERVAL
+        if not self.watcher.due():
+            return
         changed = self.watcher.poll()
         if changed is None:
             self.entries.clear()
@@ -155,21 +149,8 @@ class RenderCache:
                             vendor_data2=self.vendor_data2(instance))
         sentinel = base64.b64encode(sentinel_seed) if sentinel_seed else None
         entry = Entry(instance, tree, record.version, time.monotonic() + self.ttl, sentinel)
-        self._make_room()
-        self.entries[uuid] = entry
+        _put(self.entries, uuid, entry, self.max_entries)
         return entry
-
-    def _make_room(self) -> None:
-        """Evict the oldest entries down to below *max_entries*, without a lock:
-        refresh and peek drop entries unlocked from other worker threads anyway.
-        A race costs at most an entry or two over the bound, never an exception:
-        an empty dict gives None, a key gone already is ignored, and a dict
-        resized between iter() and next() (RuntimeError) is simply retried."""
-        while len(self.entries) >= self.max_entries and self.entries:
-            try:
-                self.entries.pop(next(iter(self.entries), None), None)  # type: ignore[arg-type]
-            except RuntimeError:
-                continue
 
     def by_address(self, address: str) -> list[str]:
         """Instance uuids owning fixed IP *address* (direct mode), cached for the TTL."""
@@ -178,7 +159,15 @@ class RenderCache:
         if hit is not None and hit[0] > now:
             return hit[1]
         found = [uuid for uuid, _project in self.store.find_by_address(address)]
-        if len(self.addresses) >= self.max_entries:
-            self.addresses.clear()
-        self.addresses[address] = (now + self.ttl, found)
+        _put(self.addresses, address, (now + self.ttl, found), self.max_entries)
         return found
+
+
+def _put(cache: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None:
+    """Store *value*, evicting the oldest entries to stay within *limit*. Unlocked,
+    as worker threads drop entries unlocked anyway: a race costs an entry over
+    the limit at most, or a KeyError from a cache another thread just emptied."""
+    while len(cache) >= limit and cache:
+        with contextlib.suppress(KeyError):
+            cache.popitem(last=False)
+    cache[key] = value
