@@ -358,3 +358,14 @@ def test_errors_carry_their_exit_status_and_bugs_stay_bugs():
     for bug in (ValueError("bug"), KeyError("bug"), TypeError("bug")):
         with pytest.raises(type(bug)):
             _classify(bug)
+
+
+@pytest.mark.parametrize("given,kind", [("iso", "iso9660"), ("ISO", "iso9660"), ("iso-9660", "iso9660"),
+                                        ("fat", "vfat"), ("iso9660", "iso9660"), ("vfat", "vfat")])
+def test_format_takes_the_obvious_names(tmp_path, given, kind):
+    out = tmp_path / "drive"
+    proc = cli("build", "--instance", "samples/minimal.yaml", "--format", given, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert blkid(out)["TYPE"] == kind and blkid(out)["LABEL"] == "config-2"
+    bad = cli("build", "--instance", "samples/minimal.yaml", "--format", "ufs", "-o", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "'ufs' is not one of 'iso9660', 'vfat'" in bad.stderr

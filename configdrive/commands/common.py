@@ -16,6 +16,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.server.config import ApiConfig
     from metadata_content.store import Store
 
+class ImageFormat(click.Choice):
+    """``--format``: iso9660 or vfat, and the other names users type for them (iso, fat)."""
+
+    def __init__(self) -> None:
+        from configdrive.images.formats import FORMATS
+
+        super().__init__(list(FORMATS))
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from configdrive.images.formats import ALIASES
+
+        return super().convert(ALIASES.get(str(value).lower(), value), param, ctx)
+
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2

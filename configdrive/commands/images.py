@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, fail
+from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, ImageFormat, fail
 
 if TYPE_CHECKING:  # pragma: no cover
     from configdrive.images.build import Job
@@ -38,8 +38,8 @@ def _classify(err: BaseException) -> tuple[int, str]:
               help="Instance spec (YAML/JSON) or a directory of specs. Repeatable; "
                    "extra specs may also follow as arguments.")
 @click.argument("more", nargs=-1, metavar="[SPEC]...", type=click.Path(path_type=Path))
-@click.option("--format", "-f", "fmt", type=click.Choice(["iso9660", "vfat"]),
-              default="iso9660", show_default=True, help="Image format.")
+@click.option("--format", "-f", "fmt", type=ImageFormat(), default="iso9660", show_default=True,
+              help="Image format (also: iso, fat).")
 @click.option("--output", "-o", type=click.Path(),
               help="Image path, or a directory for <spec stem>.iso|.img "
                    "(default: the current directory); always a directory for several specs.")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, fail, load_or_exit, open_store
+from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, ImageFormat, fail, load_or_exit, open_store
 from configdrive.commands.service import with_store_options
 from hypervisor import NEEDS_LIBVIRT_PYTHON
 
@@ -102,9 +102,8 @@ def _run(fn: Callable[[], Any]) -> Any:
 @click.option("--domain", "-d", required=True, metavar="NAME|UUID", help="The libvirt domain.")
 @click.option("--instance", "-i", "instance_ref", required=True, metavar="SPEC|ID",
               help="Instance spec file, or the ID of an instance registered in the store.")
-@click.option("--format", "-f", "fmt", type=click.Choice(["iso9660", "vfat"]),
-              default="iso9660", show_default=True,
-              help="iso9660: read-only cdrom; vfat: read-only disk (virtio-scsi).")
+@click.option("--format", "-f", "fmt", type=ImageFormat(), default="iso9660", show_default=True,
+              help="iso9660 (or iso): read-only cdrom; vfat (or fat): read-only disk (virtio-scsi).")
 @click.option("--target", metavar="DEV",
               help="Target device name (e.g. hdc, sdb); default: the first free one.")
 @_common
@@ -156,9 +155,8 @@ def detach(domain: str, connect: str | None, images_dir: Path | None, data_dir: 
 
 
 @click.command()
-@click.option("--format", "-f", "fmt", type=click.Choice(["iso9660", "vfat"]),
-              default="iso9660", show_default=True,
-              help="Format of new drives (existing drives keep theirs).")
+@click.option("--format", "-f", "fmt", type=ImageFormat(), default="iso9660", show_default=True,
+              help="Format of new drives, iso9660 or vfat (also: iso, fat); existing drives keep theirs.")
 @click.option("--force-config-drive/--no-force-config-drive", "force", default=None,
               help="Nova's force_config_drive, for domains not yet running "
                    "(default: env CONFIGDRIVE_LIBVIRT_FORCE_CONFIG_DRIVE, then off).")

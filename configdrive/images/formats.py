@@ -4,6 +4,8 @@ their file suffixes, and the limits a build checks before picking a writer
 from __future__ import annotations
 
 FORMATS = {"iso9660": ".iso", "vfat": ".img"}
+# Other names users type for them (--format iso): each means exactly one format.
+ALIASES = {"iso": "iso9660", "iso-9660": "iso9660", "fat": "vfat"}
 DEFAULT_VFAT_SIZE = 64 * 1024 * 1024
 # The latest date both formats can record: ISO 9660 directory records store
 # the year as 1900 + one byte (2155); FAT clamps its dates to 2107 itself.
