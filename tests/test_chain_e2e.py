@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from metadata_content.chain import haproxy, netns, processes
+from metadata_content.chain import dnsmasq, haproxy, netns, processes
 from metadata_content.chain import lab as labmod
 from tests.support.chainlab import running_lab
 from tests.support.cloudinit_consumer import b64decode_field, crawl_ec2, read_http_openstack
@@ -37,7 +37,7 @@ def test_guests_took_a_dhcp_lease_with_the_metadata_route(lab: dict[str, Any]) -
     log = (Path(lab["dir"]) / f"dnsmasq-{lab['network_id']}.log").read_text()
     assert "option:121" in log and "option:249" in log
     # each guest is named by its spec hostname (what meta_data says), tagged with its path
-    hosts = netns.DnsmasqFiles(Path(lab["dir"]), lab["network_id"]).path("hosts").read_text()
+    hosts = dnsmasq.DnsmasqFiles(Path(lab["dir"]), lab["network_id"]).path("hosts").read_text()
     assert hosts.splitlines() == [f"{g0['mac']},set:meta,{g0['ip']},{g0['hostname']}",
                                   f"{g1['mac']},set:router,{g1['ip']},{g1['hostname']}"]
 

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metadata_content.chain import haproxy, netns
+from metadata_content.chain import dnsmasq, haproxy, netns
 from metadata_content.chain.processes import stop_pids
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -311,8 +311,8 @@ def _build(state: dict[str, Any], guests: int, hosts: list[Any], bases: list[dic
     _plug(state, ns, "dhcp", "tap-dhcp")
     netns.add_address(ns, "tap-dhcp", f"{state['dhcp_ip']}/{prefix_len}")
     write_dhcp(state)
-    files = netns.DnsmasqFiles(lab_dir, state["network_id"])
-    state["processes"]["dnsmasq"] = netns.start_dnsmasq(
+    files = dnsmasq.DnsmasqFiles(lab_dir, state["network_id"])
+    state["processes"]["dnsmasq"] = dnsmasq.start(
         ns, "tap-dhcp", state["cidr"], files, env={LAB_ENV: state["dir"]})
     _save(state)
     if state["mode"] in ("dhcp", "both"):
@@ -352,13 +352,13 @@ def write_dhcp(state: dict[str, Any]) -> None:
     guests = {g["uuid"]: g for g in state["guests"]}
     with _lab_store(state) as store:
         ports = store.ports_on(state["network_id"])
-    hosts = [netns.DhcpHost(mac, ip, guests[uid]["hostname"],
-                            "router" if guests[uid]["path"] == "router" else "meta")
+    hosts = [dnsmasq.DhcpHost(mac, ip, guests[uid]["hostname"],
+                              "router" if guests[uid]["path"] == "router" else "meta")
              for mac, ip, uid in ports if uid in guests]
     gateway = state["gateway"]
     dhcp_ip = state["dhcp_ip"] if state["mode"] in ("dhcp", "both") else None
-    options = netns.dhcp_options(dhcp_ip or gateway, gateway)
-    netns.write_dhcp_files(netns.DnsmasqFiles(Path(state["dir"]), state["network_id"]), hosts, options)
+    options = dnsmasq.dhcp_options(dhcp_ip or gateway, gateway)
+    dnsmasq.write_files(dnsmasq.DnsmasqFiles(Path(state["dir"]), state["network_id"]), hosts, options)
 
 
 def start_api(state: dict[str, Any], wait: bool = True) -> int:
