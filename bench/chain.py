@@ -149,23 +149,23 @@ def main() -> int:
     results: dict[str, object] = {}
     constant_sock = str(lab_dir / "constant.sock")
     try:
-        g0 = state["guests"][0]["ns"]
+        g0 = state.guests[0].ns
         url = "http://169.254.169.254/openstack/latest/meta_data.json"
         subprocess.run(["ip", "netns", "exec", g0, "curl", "-sf", "-o", "/dev/null", url], check=True)
         for c in (16, 64):
             results[f"chain_c{c}"] = wrk(g0, url, c, args.seconds)
-        env = {**os.environ, labmod.LAB_ENV: state["dir"], "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, labmod.LAB_ENV: str(state.dir), "PYTHONPATH": str(ROOT)}
         # (c) the hop bound: the agent in front of a constant responder instead of the API
         port = labmod._free_port()
         constant(env, lab_dir, ["--host", "127.0.0.1", "--port", str(port), "--workers", str(args.api_workers)])
         labmod._wait(lambda: labmod._tcp_open(port), "the constant responder on TCP")
-        agent_cmd = list(state["agent_cmd"])
-        state["agent_cmd"][agent_cmd.index("--api") + 1] = f"http://127.0.0.1:{port}"
+        agent_cmd = list(state.agent_cmd)
+        state.agent_cmd[agent_cmd.index("--api") + 1] = f"http://127.0.0.1:{port}"
         labmod.stop_process(state, "agent")
         labmod.start_agent(state)
         for c in (16, 64):
             results[f"hop_c{c}"] = wrk(g0, url, c, args.seconds)
-        state["agent_cmd"] = agent_cmd
+        state.agent_cmd = agent_cmd
         labmod.stop_process(state, "agent")
         labmod.start_agent(state)
         # (b) the ceiling: the same haproxy, reloaded onto a constant responder

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from metadata_content.chain import haproxy, netns
+from metadata_content.chain import dnsmasq, haproxy, netns
 from metadata_content.chain.doctor import _UnixHTTP
 from metadata_content.server.agent import guest_address, mac_from_link_local
 from metadata_content.server.identity import sign_instance_id
@@ -439,7 +439,7 @@ def test_haproxy_configuration() -> None:
 
 
 def test_dhcp_options_and_router_rules() -> None:
-    opts = netns.dhcp_options("10.0.0.2", "10.0.0.1")
+    opts = dnsmasq.dhcp_options("10.0.0.2", "10.0.0.1")
     assert "tag:meta,option:classless-static-route,169.254.169.254/32,10.0.0.2,0.0.0.0/0,10.0.0.1" in opts
     assert "tag:meta,249,169.254.169.254/32,10.0.0.2,0.0.0.0/0,10.0.0.1" in opts
     assert "tag:meta,option:router,10.0.0.1" in opts

@@ -10,12 +10,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from metadata_content.chain import haproxy, netns
+from metadata_content.chain import haproxy, labstate, netns
 from metadata_content.chain import lab as labmod
+from metadata_content.chain.labstate import LabState
 from metadata_content.spec import instance_from_data
 from metadata_content.store import Store
 from tests.conftest import ROOT, SAMPLES
@@ -27,44 +27,44 @@ AGENT_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     with running_lab(tmp_path_factory.mktemp("faults") / "lab", agent_timeout=AGENT_TIMEOUT) as state:
         yield state
 
 
-def proxies(lab: dict[str, Any]) -> list[int | None]:
-    return [haproxy.read_pid(haproxy.ProxyFiles(Path(lab["dir"]), i).pid)
-            for i in (lab["network_id"], lab["router_id"])]
+def proxies(lab: LabState) -> list[int | None]:
+    return [haproxy.read_pid(haproxy.ProxyFiles(lab.dir, i).pid)
+            for i in (lab.network_id, lab.router_id)]
 
 
-def test_agent_stopped_then_restarted(lab: dict[str, Any]) -> None:
+def test_agent_stopped_then_restarted(lab: LabState) -> None:
     before = proxies(lab)
     assert None not in before
     labmod.stop_process(lab, "agent")
-    for g in lab["guests"]:
-        status, _, took = labmod.fetch(lab, g["name"], META)
+    for g in lab.guests:
+        status, _, took = labmod.fetch(lab, g.name, META)
         assert status == 503 and took < 5, (status, took)
     labmod.start_agent(lab)
-    for g in lab["guests"]:
-        status, body, _ = labmod.fetch(lab, g["name"], META)
-        assert status == 200 and json.loads(body)["uuid"] == g["uuid"]
+    for g in lab.guests:
+        status, body, _ = labmod.fetch(lab, g.name, META)
+        assert status == 200 and json.loads(body)["uuid"] == g.uuid
     assert proxies(lab) == before  # haproxy was not restarted
 
 
-def test_api_stopped_gives_503(lab: dict[str, Any]) -> None:
+def test_api_stopped_gives_503(lab: LabState) -> None:
     labmod.stop_process(lab, "api")
     try:
-        for g in lab["guests"]:
-            status, body, took = labmod.fetch(lab, g["name"], META)
+        for g in lab.guests:
+            status, body, took = labmod.fetch(lab, g.name, META)
             assert status == 503 and took < 5 and b"temporarily unavailable" in body
     finally:
         labmod.start_api(lab)
     assert labmod.fetch(lab, "g0", META)[0] == 200
 
 
-def test_slow_api_gives_a_timeout_status_within_the_bound(lab: dict[str, Any]) -> None:
+def test_slow_api_gives_a_timeout_status_within_the_bound(lab: LabState) -> None:
     """The API frozen (SIGSTOP): connections are accepted, nothing answers."""
-    members = [p for p in labmod.lab_pids(lab["dir"]) if labmod._pgid(p) == lab["processes"]["api"]]
+    members = [p for p in labmod.lab_pids(lab.dir) if labmod._pgid(p) == lab.processes["api"]]
     assert members
     for pid in members:
         os.kill(pid, signal.SIGSTOP)
@@ -82,36 +82,36 @@ def test_slow_api_gives_a_timeout_status_within_the_bound(lab: dict[str, Any]) -
         raise AssertionError("the API did not recover after SIGCONT")
 
 
-def test_unknown_address_is_404(lab: dict[str, Any]) -> None:
-    g0 = lab["guests"][0]
-    netns.add_address(g0["ns"], "eth0", "10.99.0.250/24")
+def test_unknown_address_is_404(lab: LabState) -> None:
+    g0 = lab.guests[0]
+    netns.add_address(g0.ns, "eth0", "10.99.0.250/24")
     try:
         status, body, _ = labmod.fetch(lab, "g0", META, interface="10.99.0.250")
         assert status == 404 and b"not found" in body
     finally:
-        netns.ip("addr", "del", "10.99.0.250/24", "dev", "eth0", netns=g0["ns"])
+        netns.ip("addr", "del", "10.99.0.250/24", "dev", "eth0", netns=g0.ns)
 
 
-def test_duplicated_address_is_404_and_logged(lab: dict[str, Any]) -> None:
+def test_duplicated_address_is_404_and_logged(lab: LabState) -> None:
     """g1's address also registered on a second network the router serves."""
-    g1 = lab["guests"][1]
-    store = Store(data_dir=lab["data_dir"])
-    dup = labmod.guest_spec(lab, 99, g1["ip"], "fa:16:3e:99:99:99")
+    g1 = lab.guests[1]
+    store = Store(data_dir=lab.data_dir)
+    dup = labmod.guest_spec(lab, 99, g1.ip, "fa:16:3e:99:99:99")
     dup["nics"][0]["network_id"] = other = "6b1f1f5e-0000-4000-8000-00000000d0b1"
     try:
-        store.set_router_networks(lab["router_id"], [lab["network_id"], other])
+        store.set_router_networks(lab.router_id, [lab.network_id, other])
         store.add([(dup, instance_from_data(json.loads(json.dumps(dup)), "dup"))])
         status, body, _ = labmod.fetch(lab, "g1", META)
         assert status == 404 and b"not found" in body
-        log = (Path(lab["dir"]) / "agent.log").read_text()
-        assert f"address {g1['ip']}" in log and "matches 2 instances" in log
+        log = (lab.dir / "agent.log").read_text()
+        assert f"address {g1.ip}" in log and "matches 2 instances" in log
         assert labmod.fetch(lab, "g0", META)[0] == 200  # the DHCP path names its network
     finally:
-        store.set_router_networks(lab["router_id"], [lab["network_id"]])
+        store.set_router_networks(lab.router_id, [lab.network_id])
         store.remove(dup["uuid"])
         store.close()
     status, body, _ = labmod.fetch(lab, "g1", META)
-    assert status == 200 and json.loads(body)["uuid"] == g1["uuid"]
+    assert status == 200 and json.loads(body)["uuid"] == g1.uuid
 
 
 def test_status_and_down_by_cli(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_status_and_down_by_cli(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "configdrive", "lab"]
     up = subprocess.run([*cli, "up", "--dir", str(lab_dir), "--specs", str(specs), "--mode", "router",
                          "--cidr", "10.97.0.0/24"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    state = json.loads((lab_dir / "lab.json").read_text()) if (lab_dir / "lab.json").exists() else None
+    state = labstate.load(lab_dir) if (lab_dir / labstate.STATE).exists() else None
     try:
         assert up.returncode == 0, up.stderr
         assert state is not None
@@ -136,10 +136,10 @@ def test_status_and_down_by_cli(tmp_path: Path) -> None:
                             text=True, timeout=60)
         assert st.returncode == 0, st.stdout + st.stderr
         info = json.loads(st.stdout)
-        assert info["healthy"] and info["guests"][0]["route"] == state["gateway"]
+        assert info["healthy"] and info["guests"][0]["route"] == state.gateway
         ex = subprocess.run([*cli, "exec", "--dir", str(lab_dir), "g0", "--", "curl", "-s", "-m", "10",
                              f"http://169.254.169.254{META}"], cwd=ROOT, capture_output=True, timeout=60)
-        assert json.loads(ex.stdout)["uuid"] == state["guests"][0]["uuid"] == WEB_UUID
+        assert json.loads(ex.stdout)["uuid"] == state.guests[0].uuid == WEB_UUID
         ex = subprocess.run([*cli, "exec", "--dir", str(lab_dir), "0", "--", "curl", "-s", "-m", "10",
                              "http://169.254.169.254/latest/user-data"], cwd=ROOT, capture_output=True, timeout=60)
         assert ex.stdout == (SAMPLES / "files" / "webserver-cloud-config.yaml").read_bytes()
@@ -154,30 +154,30 @@ def test_status_and_down_by_cli(tmp_path: Path) -> None:
     assert_gone(state)
 
 
-def test_doctor_names_the_broken_hop(lab: dict[str, Any]) -> None:
+def test_doctor_names_the_broken_hop(lab: LabState) -> None:
     from metadata_content.chain.doctor import diagnose_netns
 
-    g0 = lab["guests"][0]
+    g0 = lab.guests[0]
     labmod.stop_process(lab, "haproxy-dhcp")
     try:
-        _, steps = diagnose_netns(g0["ns"], lab["socket"], lab["data_dir"])
+        _, steps = diagnose_netns(g0.ns, str(lab.socket), str(lab.data_dir))
         assert not steps[-1].ok and steps[-1].what == "proxy"
-        assert f"no metadata proxy for network {lab['network_id']}" in steps[-1].detail
+        assert f"no metadata proxy for network {lab.network_id}" in steps[-1].detail
         assert "configdrive proxy start" in steps[-1].fix
     finally:
         labmod.start_proxy(lab, "dhcp")
     # without the metadata route the default route still reaches it, through the router
-    netns.ip("route", "del", "169.254.169.254/32", netns=g0["ns"])
-    _, steps = diagnose_netns(g0["ns"], lab["socket"], lab["data_dir"])
-    assert steps[1].detail == f"via {lab['gateway']} dev eth0" and steps[-1].ok
-    netns.ip("route", "del", "default", netns=g0["ns"])
+    netns.ip("route", "del", "169.254.169.254/32", netns=g0.ns)
+    _, steps = diagnose_netns(g0.ns, str(lab.socket), str(lab.data_dir))
+    assert steps[1].detail == f"via {lab.gateway} dev eth0" and steps[-1].ok
+    netns.ip("route", "del", "default", netns=g0.ns)
     try:
-        _, steps = diagnose_netns(g0["ns"], lab["socket"], lab["data_dir"])
+        _, steps = diagnose_netns(g0.ns, str(lab.socket), str(lab.data_dir))
         assert steps[-1].what == "route" and "staticroutes" in steps[-1].fix
     finally:
-        netns.ip("route", "add", "169.254.169.254/32", "via", lab["dhcp_ip"], netns=g0["ns"])
-        netns.ip("route", "add", "default", "via", lab["gateway"], netns=g0["ns"])
-    assert all(s.ok for s in diagnose_netns(g0["ns"], lab["socket"], lab["data_dir"])[1])
+        netns.ip("route", "add", "169.254.169.254/32", "via", lab.dhcp_ip, netns=g0.ns)
+        netns.ip("route", "add", "default", "via", lab.gateway, netns=g0.ns)
+    assert all(s.ok for s in diagnose_netns(g0.ns, str(lab.socket), str(lab.data_dir))[1])
 
 
 def test_down_after_a_crash_leaves_nothing(tmp_path: Path) -> None:
@@ -189,15 +189,15 @@ def test_down_after_a_crash_leaves_nothing(tmp_path: Path) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait until it has made namespaces and processes
-        if (lab_dir / "lab.json").exists():
-            state = json.loads((lab_dir / "lab.json").read_text())
-            if len(state.get("namespaces", [])) >= 3 and labmod.lab_pids(str(lab_dir)):
+        if (lab_dir / labstate.STATE).exists():
+            state = labstate.load(lab_dir)
+            if len(state.namespaces) >= 3 and labmod.lab_pids(str(lab_dir)):
                 break
         time.sleep(0.02)
     assert proc.poll() is None, "lab up ended before it could be killed half-way"
     proc.kill()
     proc.wait(timeout=10)
-    state = json.loads((lab_dir / "lab.json").read_text())
-    assert labmod.lab_pids(str(lab_dir)) and any(netns.ns_exists(n) for n in state["namespaces"])
+    state = labstate.load(lab_dir)
+    assert labmod.lab_pids(str(lab_dir)) and any(netns.ns_exists(n) for n in state.namespaces)
     labmod.down(lab_dir)
     assert_gone(state)

@@ -10,12 +10,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, config_or_exit
 from configdrive.commands.service import with_store_options
+
+if TYPE_CHECKING:  # pragma: no cover
+    from metadata_content.chain.labstate import LabState
 
 LAB_DIR_HELP = "Lab directory (state, logs, store) [env CONFIGDRIVE_LAB_DIR or $TMPDIR/configdrive-lab]."
 
@@ -204,10 +207,10 @@ def lab_up(lab_dir: str | None, guests: int, mode: str, specs_dir: Path | None, 
     except (LabError, NetError, OSError, ValueError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_FAILURE)
-    click.echo(f"lab {state['id']} up in {state['dir']} ({mode}): network {state['network_id']}, "
-               f"router {state['router_id']}")
-    for g in state["guests"]:
-        click.echo(f"  {g['name']}  {g['ns']}  {g['ip']}  {g['uuid']}  via {g['path']}")
+    click.echo(f"lab {state.id} up in {state.dir} ({mode}): network {state.network_id}, "
+               f"router {state.router_id}")
+    for g in state.guests:
+        click.echo(f"  {g.name}  {g.ns}  {g.ip}  {g.uuid}  via {g.path}")
     click.echo("try: configdrive lab exec g0 -- curl -s http://169.254.169.254/openstack/latest/meta_data.json")
 
 
@@ -217,15 +220,14 @@ def lab_up(lab_dir: str | None, guests: int, mode: str, specs_dir: Path | None, 
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def lab_exec(lab_dir: str | None, guest: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside GUEST's namespace (g0, 0, or its instance uuid)."""
-    from metadata_content.chain.lab import LabError, load
-    from metadata_content.chain.lab import guest as find
+    from metadata_content.chain.labstate import LabError, load
 
     try:
-        g = find(load(_lab_dir(lab_dir)), guest)
+        g = load(_lab_dir(lab_dir)).guest(guest)
     except LabError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_FAILURE)
-    os.execvp("ip", ["ip", "netns", "exec", g["ns"], *command])
+    os.execvp("ip", ["ip", "netns", "exec", g.ns, *command])
 
 
 @lab.command("status")
@@ -233,7 +235,8 @@ def lab_exec(lab_dir: str | None, guest: str, command: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def lab_status(lab_dir: str | None, as_json: bool) -> None:
     """What the lab made and whether it still runs (exit 1 when something is missing)."""
-    from metadata_content.chain.lab import LabError, load, status
+    from metadata_content.chain.lab import status
+    from metadata_content.chain.labstate import LabError, load
 
     try:
         info = status(load(_lab_dir(lab_dir)))
@@ -271,7 +274,7 @@ def lab_down(lab_dir: str | None) -> None:
 
 
 def _doctor_store(config_file: str | None, data_dir: str | None, store_url: str | None,
-                  lab: dict[str, Any] | None) -> tuple[str | None, str | None]:
+                  lab: LabState | None) -> tuple[str | None, str | None]:
     """(store URL, data dir) for a --netns walk. Options win; without any, the *lab*'s
     own store comes before the environment's, which describes a deployment, not the lab
     ((None, None) lets diagnose_netns take it)."""

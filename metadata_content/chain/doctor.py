@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from metadata_content.chain import netns
+from metadata_content.chain.labstate import LabError, LabState, load
 
 META_URL = f"http://{netns.METADATA_V4}/openstack/latest/meta_data.json"
 DEFAULT_SOCKET = "/run/configdrive/agent.sock"
@@ -165,10 +166,8 @@ def walk(ns: str, socket_path: str, data_dir: str | None, store_url: str | None 
     return steps
 
 
-def lab_state(lab_dir: Path | None) -> dict[str, Any] | None:
+def lab_state(lab_dir: Path | None) -> LabState | None:
     """The lab in *lab_dir*, if there is one: its socket and store are the defaults."""
-    from metadata_content.chain.lab import LabError, load
-
     if lab_dir is None:
         return None
     try:
@@ -178,18 +177,16 @@ def lab_state(lab_dir: Path | None) -> dict[str, Any] | None:
 
 
 def diagnose_netns(ns: str, socket_path: str | None, data_dir: str | None,
-                   lab: dict[str, Any] | None = None, store_url: str | None = None) -> tuple[str, list[Step]]:
+                   lab: LabState | None = None, store_url: str | None = None) -> tuple[str, list[Step]]:
     """One guest namespace; the socket and store default to the *lab*'s (its state), if given."""
     if lab is not None:
-        socket_path = socket_path or lab["socket"]
+        socket_path = socket_path or str(lab.socket)
         if not (data_dir or store_url):
-            data_dir = lab["data_dir"]
+            data_dir = str(lab.data_dir)
     return ns, walk(ns, socket_path or DEFAULT_SOCKET, data_dir, store_url)
 
 
 def diagnose_lab(lab_dir: Path) -> list[tuple[str, list[Step]]]:
-    from metadata_content.chain.lab import load
-
     state = load(lab_dir)
-    return [(f"{g['name']} ({g['ns']}, {g['ip']})", walk(g["ns"], state["socket"], state["data_dir"]))
-            for g in state["guests"]]
+    return [(f"{g.name} ({g.ns}, {g.ip})", walk(g.ns, str(state.socket), str(state.data_dir)))
+            for g in state.guests]

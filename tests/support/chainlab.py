@@ -12,6 +12,7 @@ import pytest
 
 from metadata_content.chain import lab as labmod
 from metadata_content.chain import netns, processes
+from metadata_content.chain.labstate import LabState
 
 TOOLS = ("ip", "haproxy", "dnsmasq", "iptables-restore", "iptables", "busybox", "curl", "ss", "setpriv")
 
@@ -25,19 +26,19 @@ def require_chain_tools() -> None:
         pytest.fail(f"missing tools: {', '.join(missing)} (scripts/install-debian-packages.sh)")
 
 
-def assert_gone(state: dict[str, Any]) -> None:
+def assert_gone(state: LabState) -> None:
     """Nothing the lab made is left: namespaces (and so every link: all live in them),
     processes (by the lab's marker, and by the pids it recorded), files."""
-    left_ns = [ns for ns in state["namespaces"] if netns.ns_exists(ns)]
+    left_ns = [ns for ns in state.namespaces if netns.ns_exists(ns)]
     assert not left_ns, f"namespaces left behind: {left_ns}"
-    assert not labmod.lab_pids(state["dir"]), "processes left behind"
-    left = {name: pid for name, pid in state.get("processes", {}).items() if processes.alive(pid)}
+    assert not labmod.lab_pids(state.dir), "processes left behind"
+    left = {name: pid for name, pid in state.processes.items() if processes.alive(pid)}
     assert not left, f"recorded processes left behind: {left}"
-    assert not Path(state["dir"]).exists()
+    assert not state.dir.exists()
 
 
 @contextmanager
-def running_lab(lab_dir: Path, **options: Any) -> Iterator[dict[str, Any]]:
+def running_lab(lab_dir: Path, **options: Any) -> Iterator[LabState]:
     """A two-guest lab in mode both (g0 via the DHCP port, g1 via the router), torn down after."""
     require_chain_tools()
     state = labmod.up(lab_dir, guests=2, mode="both", **options)
