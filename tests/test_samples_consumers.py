@@ -39,7 +39,7 @@ def test_cloud_init_reads_the_drive(spec, tmp_path):
     md = result["metadata"]
     assert md["uuid"] == instance.uuid
     assert md["hostname"] == instance.fqdn
-    assert md.get("public_keys", {}) == {k.name: k.data for k in instance.keys}
+    assert md.get("public_keys", {}) == {k.name: k.data for k in instance.keys if k.type == "ssh"}
     assert [k["name"] for k in md.get("keys", [])] == [k.name for k in instance.keys]
     if instance.user_data is None:
         assert not result.get("userdata")

@@ -459,3 +459,13 @@ def test_a_405_names_the_methods_the_path_takes(http, method, allow):
     answer = http.lookup("/openstack/latest/meta_data.json", method)
     assert (answer.status, answer.allow) == (405, allow)
     assert http.lookup("/openstack/latest/password", "PUT").allow == "GET, HEAD, POST"
+
+
+def test_certificates_are_keys_not_public_keys():
+    """An x509 key is listed in ``keys`` (cloudbase-init's WinRM certificates), never among the
+    SSH keys a reader installs or encrypts the password with (``public_keys``, EC2 public-keys)."""
+    windows = MetadataTree(load_instance(SAMPLES / "windows.yaml"))
+    doc = json.loads(windows.lookup("/openstack/latest/meta_data.json").body)
+    assert [(k["name"], k["type"]) for k in doc["keys"]] == [("admin", "ssh"), ("winrm-cert", "x509")]
+    assert list(doc["public_keys"]) == ["admin"] and doc["public_keys"]["admin"].startswith("ssh-rsa ")
+    assert windows.lookup("/latest/meta-data/public-keys").body == b"0=admin"

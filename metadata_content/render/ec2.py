@@ -41,10 +41,11 @@ def meta_data(instance: Instance, version: str) -> Directory:
     _put(md, "local-ipv4", fixed)
     _put(md, "reservation-id", instance.reservation_id)
     md["security-groups"] = list(instance.security_groups)
-    if instance.keys:
+    ssh_keys = [k for k in instance.keys if k.type == "ssh"]  # openssh-key: no certificates
+    if ssh_keys:
         md["public-keys"] = Directory(
             (str(i), Directory({"openssh-key": k.data}, listed_as=f"{i}={k.name}"))
-            for i, k in enumerate(instance.keys))
+            for i, k in enumerate(ssh_keys))
     if v.at_least(version, "2007-01-19"):
         md["local-hostname"] = instance.fqdn
         md["public-hostname"] = instance.fqdn

@@ -62,7 +62,11 @@ def meta_data(instance: Instance, version: str, *, on_drive: bool, random_seed: 
     if on_drive and instance.admin_pass is not None:
         doc["admin_pass"] = instance.admin_pass
     if instance.keys:
-        doc["public_keys"] = {k.name: k.data for k in instance.keys}
+        # SSH keys only: a reader installs these (cloud-init into authorized_keys) or encrypts
+        # with one (cloudbase-init's password); certificates are in "keys", as x509
+        ssh = {k.name: k.data for k in instance.keys if k.type == "ssh"}
+        if ssh:
+            doc["public_keys"] = ssh
         doc["keys"] = [{"name": k.name, "type": k.type, "data": k.data} for k in instance.keys]
     doc["hostname"] = instance.fqdn
     doc["name"] = instance.name
