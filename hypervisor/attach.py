@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from configdrive.images.build import drive_files, write_image_file
 from configdrive.images.formats import FORMATS
 from hypervisor import HypervisorError, devices
 
@@ -52,7 +53,7 @@ class Outcome:
 
 def default_images_dir() -> Path:
     """``<data dir>/images``: /var/lib/configdrive/images for root."""
-    from metadata_content.store import default_data_dir
+    from metadata_content.store import default_data_dir  # here: the store module imports SQLAlchemy
     return default_data_dir() / "images"
 
 
@@ -76,7 +77,6 @@ def build_image(instance: Instance, fmt: str, path: Path, *, epoch: int | None =
     ``epoch`` dates every file (None: now); the caller reads and checks
     SOURCE_DATE_EPOCH, so a bad value is refused before anything is touched.
     """
-    from configdrive.images.build import drive_files, write_image_file
 
     # mode 0644: qemu reads it even where libvirt does not chown
     write_image_file(drive_files(instance), path, fmt, force=False, epoch=epoch, mode=0o644)

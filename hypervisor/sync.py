@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hypervisor import HypervisorError, attach, devices, policy
+from metadata_content.errors import SpecError
+from metadata_content.spec import instance_from_data
 
 if TYPE_CHECKING:  # pragma: no cover
     import libvirt
@@ -35,7 +37,6 @@ class Result:
 
 def store_lookup(store: Store) -> Lookup:
     """Domain uuid -> registered Instance (or None): the only place sync reads the store."""
-    from metadata_content.spec import instance_from_data
 
     def lookup(uuid: str) -> Instance | None:
         record = store.get(uuid)
@@ -59,9 +60,7 @@ def sync(conn: libvirt.virConnect, lookup: Lookup, *, force: bool, images_dir: P
 
 def _one(dom: libvirt.virDomain, lookup: Lookup, force: bool, images_dir: Path,
          fmt: str, dry_run: bool, epoch: int | None) -> Result:
-    import libvirt
-
-    from metadata_content.errors import SpecError
+    import libvirt  # here: libvirt-python is an extra (see hypervisor/__init__.py)
 
     name, uuid = dom.name(), dom.UUIDString()
     try:
