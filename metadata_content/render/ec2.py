@@ -25,10 +25,17 @@ class Directory(dict):
         self.listed_as = listed_as
 
 
+class Requester(str):
+    """A leaf whose value is the asking guest's address, which only the service knows:
+    Nova's ``local-ipv4`` for an instance without a fixed IPv4. Over HTTP only (a drive
+    has nobody asking); the service answers it (:attr:`Answer.requester`)."""
+
+
+REQUESTER = Requester("")
 DEFAULT_BLOCK_DEVICE_MAPPING = {"ami": "sda1", "ephemeral0": "sda2", "root": "/dev/sda1", "swap": "sda3"}
 
 
-def meta_data(instance: Instance, version: str) -> Directory:
+def meta_data(instance: Instance, version: str, *, http: bool = False) -> Directory:
     """The ``meta-data`` directory for dated EC2 *version*, in Nova's key order."""
     ids = instance.ec2_ids
     fixed, floating = _addresses(instance)
@@ -38,7 +45,7 @@ def meta_data(instance: Instance, version: str) -> Directory:
     md["ami-manifest-path"] = "FIXME"
     md["instance-id"] = ids.instance_id
     md["hostname"] = instance.fqdn
-    _put(md, "local-ipv4", fixed)
+    _put(md, "local-ipv4", fixed if fixed is not None or not http else REQUESTER)
     _put(md, "reservation-id", instance.reservation_id)
     md["security-groups"] = list(instance.security_groups)
     ssh_keys = [k for k in instance.keys if k.type == "ssh"]  # openssh-key: no certificates
@@ -63,15 +70,16 @@ def meta_data(instance: Instance, version: str) -> Directory:
     return md
 
 
-def version_root(instance: Instance, version: str) -> Directory:
+def version_root(instance: Instance, version: str, *, http: bool = False) -> Directory:
     """``/<version>``: ``meta-data/`` and, when there is user data, ``user-data``."""
-    root = Directory({"meta-data": meta_data(instance, version)})
+    root = Directory({"meta-data": meta_data(instance, version, http=http)})
     if instance.user_data is not None:
         root["user-data"] = instance.user_data
     return root
 
 
 def _put(md: Directory, key: str, value: str | None) -> None:
+    """Set *key* unless its value is unknown (Nova would print ``None``)."""
     if value is not None:
         md[key] = value
 

@@ -49,6 +49,7 @@ class Answer(NamedTuple):
     content_type: str = TEXT
     password: bool = False
     allow: str = ""  # for a 405: the methods the path does take (RFC 9110's Allow header)
+    requester: bool = False  # the body is the asking guest's address, which the service fills in
 
     @property
     def ok(self) -> bool:
@@ -210,9 +211,11 @@ class MetadataTree:
         version = v.resolve(parts[0], v.EC2_VERSIONS)
         if version is None:
             return NOT_FOUND
-        node = ec2.find(ec2.version_root(self.instance, version), parts[1:])
+        node = ec2.find(ec2.version_root(self.instance, version, http=self.delivery == "http"), parts[1:])
         if node is None:
             return NOT_FOUND
+        if node is ec2.REQUESTER:
+            return Answer(200, b"", TEXT, requester=True)
         if parts[1:] == ["user-data"]:  # raw bytes, typed as the OpenStack user_data is
             return Answer(200, ec2.render(node), OCTETS)
         return Answer(200, ec2.render(node))

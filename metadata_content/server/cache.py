@@ -42,6 +42,7 @@ class Cached:
     body: bytes
     password: bool = False
     tail: bytes | None = None
+    requester: bool = False  # the body is the asker's address (see Answer.requester)
 
     def render(self) -> bytes:
         if self.tail is None:
@@ -79,7 +80,7 @@ def _split(answer: Answer, sentinel: bytes | None) -> Cached:
         head, found, tail = answer.body.partition(sentinel)
         if found and sentinel not in tail:
             return Cached(answer.status, answer.content_type, head, answer.password, tail)
-    return Cached(answer.status, answer.content_type, answer.body, answer.password)
+    return Cached(answer.status, answer.content_type, answer.body, answer.password, requester=answer.requester)
 
 
 class RenderCache:
