@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import ipaddress
 import json
 import logging
@@ -42,12 +41,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
+from metadata_content.server.config import AGENT_RESOLVED_ENV, AgentConfig, ConfigError, read_secret
 from metadata_content.server.identity import proxy_headers
 from metadata_content.server.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("configdrive.agent")
 
-RESOLVED_ENV = "CONFIGDRIVE_AGENT_RESOLVED"
 MAX_CACHED = 100_000  # port lookups kept; beyond that the cache starts again
 NETWORK_HEADER = "x-neutron-network-id"
 ROUTER_HEADER = "x-neutron-router-id"
@@ -60,34 +59,6 @@ PASSED_BACK = ("content-type", "x-openstack-request-id", "x-aws-ec2-metadata-tok
 # token headers (a token is bound to one instance by HMAC, so it cannot choose one).
 TOKEN_HEADERS = (("x-aws-ec2-metadata-token", "X-aws-ec2-metadata-token"),
                  ("x-aws-ec2-metadata-token-ttl-seconds", "X-aws-ec2-metadata-token-ttl-seconds"))
-
-
-@dataclass
-class AgentConfig:
-    """Everything a worker needs; the parent resolves it and hands it over as JSON."""
-
-    socket: str
-    api: str = "http://127.0.0.1:8775"
-    secret_file: str | None = None
-    store_url: str | None = None
-    data_dir: str | None = None
-    workers: int = 1
-    threads: int = 4  # per worker, for store lookups the cache cannot answer
-    backlog: int = 4096
-    socket_mode: int = 0o660
-    # SPEC's Neutron value is 60 s, but haproxy gives up after its 32 s server
-    # timeout, so 60 could never be seen by a guest: 30 s answers first, logged.
-    timeout: float = 30.0
-    cache_ttl: float = 5.0
-    pool_size: int = 16
-    access_log: str = "-"
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> AgentConfig:
-        return cls(**json.loads(text))
 
 
 class Refused(Exception):
@@ -256,7 +227,6 @@ class Agent:
     a constant responder answers ~1.4x as many requests through it as through ASGI."""
 
     def __init__(self, config: AgentConfig, store: Any = None):
-        from metadata_content.server.config import ConfigError, read_secret
         from metadata_content.store import Store
 
         self.config = config
@@ -381,7 +351,7 @@ def app_from_env() -> Agent:
     """Factory for the server's worker processes."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return Agent(AgentConfig.from_json(os.environ[RESOLVED_ENV]))
+    return Agent(AgentConfig.from_json(os.environ[AGENT_RESOLVED_ENV]))
 
 
 # -- running it ---------------------------------------------------------------
@@ -412,7 +382,7 @@ def serve_agent(config: AgentConfig) -> None:
     from granian.constants import Interfaces, RuntimeModes
 
     prepare_socket(config.socket)
-    os.environ[RESOLVED_ENV] = config.to_json()
+    os.environ[AGENT_RESOLVED_ENV] = config.to_json()
     multiprocessing.set_start_method("spawn", force=True)
     try:
         Granian("metadata_content.server.agent:app_from_env", uds=Path(config.socket),
