@@ -13,8 +13,9 @@ needs no lock.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from metadata_content.server.runtime import Reply
 
 MAX_HEAD = 65536  # bytes of status line + headers accepted from the API
 
@@ -26,13 +27,6 @@ class UpstreamError(OSError):
 class _Stale(UpstreamError):
     """The connection closed before the first byte of an answer, so the request
     may be sent again on a fresh one (only if it was a pooled connection)."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
 
 
 def parse_api_url(url: str) -> tuple[str, int, str]:
@@ -152,6 +146,7 @@ async def _read_rest(reader: asyncio.StreamReader, head: bytes, method: str) -> 
     status = int(parts[1])
     keep = parts[0] == b"HTTP/1.1"
     headers: list[tuple[str, str]] = []
+    content_type = ""
     length: int | None = None
     chunked = False
     for line in lines[1:]:
@@ -162,18 +157,22 @@ async def _read_rest(reader: asyncio.StreamReader, head: bytes, method: str) -> 
             if not value.isdigit():
                 raise UpstreamError(f"bad Content-Length {value[:20]!r}")
             length = int(value)
+        elif lower == "content-type":
+            content_type = value
         elif lower == "transfer-encoding":
             chunked = "chunked" in value.lower()
         elif lower == "connection":
             keep = value.lower() != "close" if keep else value.lower() == "keep-alive"
         headers.append((name, value))
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return Reply(status, headers, b""), keep
-    if chunked:
-        return Reply(status, headers, await _read_chunked(reader)), keep
-    if length is None:
-        return Reply(status, headers, await reader.read()), False
-    return Reply(status, headers, await reader.readexactly(length)), keep
+        body = b""
+    elif chunked:
+        body = await _read_chunked(reader)
+    elif length is None:
+        body, keep = await reader.read(), False
+    else:
+        body = await reader.readexactly(length)
+    return Reply(status, body, content_type, headers=tuple(headers)), keep
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
