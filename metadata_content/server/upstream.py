@@ -138,7 +138,9 @@ async def _read_head(reader: asyncio.StreamReader) -> bytes:
 
 
 async def _read_rest(reader: asyncio.StreamReader, head: bytes, method: str) -> tuple[Reply, bool]:
-    """The response that *head* begins, and whether the connection stays open."""
+    """The response that *head* begins, and whether the connection stays open.
+    Our API always sends Content-Length, so an answer without one (chunked, or
+    ending at EOF) is refused like any other answer that is not what it sends."""
     lines = head[:-4].split(b"\r\n")
     parts = lines[0].split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
@@ -148,7 +150,6 @@ async def _read_rest(reader: asyncio.StreamReader, head: bytes, method: str) -> 
     headers: list[tuple[str, str]] = []
     content_type = ""
     length: int | None = None
-    chunked = False
     for line in lines[1:]:
         name, _, value = line.decode("latin-1").partition(":")
         name, value = name.strip(), value.strip()
@@ -160,32 +161,14 @@ async def _read_rest(reader: asyncio.StreamReader, head: bytes, method: str) -> 
         elif lower == "content-type":
             content_type = value
         elif lower == "transfer-encoding":
-            chunked = "chunked" in value.lower()
+            raise UpstreamError(f"Transfer-Encoding {value[:20]!r} (the API sends Content-Length)")
         elif lower == "connection":
             keep = value.lower() != "close" if keep else value.lower() == "keep-alive"
         headers.append((name, value))
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         body = b""
-    elif chunked:
-        body = await _read_chunked(reader)
     elif length is None:
-        body, keep = await reader.read(), False
+        raise UpstreamError("an answer without Content-Length")
     else:
         body = await reader.readexactly(length)
     return Reply(status, body, content_type, headers=tuple(headers)), keep
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        size_line = await reader.readuntil(b"\n")
-        try:
-            size = int(size_line.split(b";")[0].strip() or b"0", 16)
-        except ValueError:
-            raise UpstreamError(f"bad chunk size {size_line[:20]!r}") from None
-        if size == 0:
-            while (await reader.readuntil(b"\n")) not in (b"\r\n", b"\n"):
-                pass
-            return b"".join(chunks)
-        chunks.append(await reader.readexactly(size))
-        await reader.readuntil(b"\n")
