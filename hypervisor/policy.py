@@ -10,25 +10,30 @@ already carries our drive keeps getting it refreshed (Nova's
 
 ``force_config_drive`` comes from ``--force-config-drive`` / ``--no-force-config-drive``,
 else ``CONFIGDRIVE_LIBVIRT_FORCE_CONFIG_DRIVE``, else ``force_config_drive``
-in the ``[libvirt]`` section of the configuration file, else off.
+in the ``[libvirt]`` section of the configuration file, else off: read as
+every section is (:mod:`metadata_content.settings`).
 """
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hypervisor import HypervisorError
+from metadata_content.settings import Settings, load, setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
 
 MANDATORY = "mandatory"
-FORCE_ENV = "CONFIGDRIVE_LIBVIRT_FORCE_CONFIG_DRIVE"
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+@dataclass
+class LibvirtSettings(Settings):
+    """[libvirt] of the configuration file."""
+
+    force_config_drive: bool = setting("libvirt", False)
 
 
 @dataclass(frozen=True)
@@ -57,29 +62,6 @@ def required_by(instance: Instance, *, force: bool, launched: bool,
 
 def force_setting(flag: bool | None, config_file: str | Path | None = None,
                   environ: Mapping[str, str] = os.environ) -> bool:
-    """force_config_drive from the flag, the environment or the config file."""
-    if flag is not None:
-        return flag
-    if FORCE_ENV in environ:
-        return _boolean(environ[FORCE_ENV], FORCE_ENV)
-    path = config_file or environ.get("CONFIGDRIVE_CONFIG")
-    if path:
-        try:
-            with open(path, "rb") as fh:
-                section = tomllib.load(fh).get("libvirt", {})
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise HypervisorError(f"cannot read configuration {path}: {err}") from None
-        if not isinstance(section, dict):
-            raise HypervisorError(f"{path}: [libvirt] must be a table, not {section!r}")
-        value = section.get("force_config_drive", False)
-        return value if isinstance(value, bool) else _boolean(str(value), f"{path} [libvirt]")
-    return False
-
-
-def _boolean(text: str, where: str) -> bool:
-    low = text.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise HypervisorError(f"{where}: force_config_drive must be true or false, not {text!r}")
+    """force_config_drive from the flag, the environment or the config file
+    (ConfigError, exit status 2, for a bad value or an unknown key)."""
+    return load(LibvirtSettings, config_file, environ, force_config_drive=flag).force_config_drive

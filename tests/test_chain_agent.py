@@ -328,6 +328,12 @@ class _HalfAnswer:
                 if lines[0].startswith("POST"):
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"half")
                     return
+                if "/chunked" in lines[0]:  # framings our API never sends
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+                    return
+                if "/until-eof" in lines[0]:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{}")
+                    return
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              b"Content-Length: 2\r\n\r\n{}")
                 if "/then-close" in lines[0]:  # kept alive, then closed while idle
@@ -351,6 +357,20 @@ def test_a_partly_answered_request_is_not_sent_again(env: dict[str, Any]) -> Non
         assert status == 502 and b"invalid answer" in body
         posts = [line for line in api.seen if line.startswith("POST")]
         assert posts == ["POST /openstack/latest/password HTTP/1.1"], api.seen
+    finally:
+        stop(proc)
+        api.close()
+
+
+def test_an_answer_without_content_length_is_502(env: dict[str, Any]) -> None:
+    """Our API always sends Content-Length; any other framing is an answer the agent cannot read."""
+    api = _HalfAnswer()
+    proc, sock = start_agent(env, f"http://127.0.0.1:{api.port}", "framing", "--timeout", "5")
+    try:
+        for path in ("/chunked", "/until-eof"):
+            status, _, body = ask(sock, path)
+            assert status == 502 and b"invalid answer" in body, (path, status, body)
+        assert ask(sock)[0] == 200
     finally:
         stop(proc)
         api.close()

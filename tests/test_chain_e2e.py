@@ -94,8 +94,10 @@ def test_ipv6_link_local_guests_are_found_by_mac(lab: LabState) -> None:
         status, body, _ = labmod.fetch(lab, g.name, "",
                                        url=f"http://[{netns.METADATA_V6}%eth0]/openstack/latest/meta_data.json")
         assert status == 200 and json.loads(body)["uuid"] == g.uuid
-    log = (lab.dir / "agent-access.log").read_text()
-    assert "xff='fe80::f816:3eff:fe" in log
+    log, deadline = lab.dir / "agent-access.log", time.monotonic() + 5
+    while "xff='fe80::f816:3eff:fe" not in log.read_text():  # flushed twice a second
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("index", [0, 1])

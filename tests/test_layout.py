@@ -147,11 +147,15 @@ ALLOWED = {
     "metadata_content.spec": CONTENT,
     "metadata_content.render": ("metadata_content.errors", "metadata_content.model"),
     "metadata_content.store": CONTENT,
+    # the configuration file's loader, below every component that has a [section]
+    "metadata_content.settings": ("metadata_content.errors",),
     # processes.py is a leaf (pids and signals) that the services use too
-    "metadata_content.server": (*CONTENT, "metadata_content.store", "metadata_content.chain.processes"),
+    "metadata_content.server": (*CONTENT, "metadata_content.store", "metadata_content.settings",
+                                "metadata_content.chain.processes"),
     "metadata_content.chain": (*CONTENT, "metadata_content.store", "metadata_content.server"),
     "configdrive.images": CONTENT,
-    "hypervisor": (*CONTENT, "metadata_content.store", "configdrive.images"),
+    # settings: [libvirt] is read as every section is, without the services
+    "hypervisor": (*CONTENT, "metadata_content.store", "metadata_content.settings", "configdrive.images"),
 }
 
 

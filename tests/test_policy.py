@@ -15,9 +15,10 @@ from typing import Any
 import libvirt  # libvirt-python, in the test extra: a missing module fails, never skips
 import pytest
 
-from hypervisor import HypervisorError, attach, devices, policy
+from hypervisor import attach, devices, policy
 from hypervisor.connection import open_connection
 from hypervisor.sync import store_lookup, sync
+from metadata_content.settings import ConfigError
 from metadata_content.spec import instance_from_data
 from metadata_content.store import Store
 
@@ -49,17 +50,22 @@ def test_required_by(extra: dict, force: bool, launched: bool, has_drive: bool, 
 
 def test_force_setting_sources(tmp_path: Path) -> None:
     conf = tmp_path / "configdrive.toml"
-    conf.write_text("[libvirt]\nforce_config_drive = true\n")
+    conf.write_text("[libvirt]\nforce_config_drive = true\n[api]\nworkers = 4\n")  # [api] is not ours
+    env = "CONFIGDRIVE_LIBVIRT_FORCE_CONFIG_DRIVE"
     assert policy.force_setting(None, None, {}) is False
     assert policy.force_setting(None, conf, {}) is True
     assert policy.force_setting(None, None, {"CONFIGDRIVE_CONFIG": str(conf)}) is True
-    assert policy.force_setting(None, conf, {policy.FORCE_ENV: "0"}) is False
-    assert policy.force_setting(False, conf, {policy.FORCE_ENV: "1"}) is False
+    assert policy.force_setting(None, conf, {env: "0"}) is False
+    assert policy.force_setting(False, conf, {env: "1"}) is False
     assert policy.force_setting(True, None, {}) is True
-    with pytest.raises(HypervisorError, match="must be true or false"):
-        policy.force_setting(None, None, {policy.FORCE_ENV: "maybe"})
+    with pytest.raises(ConfigError, match="'maybe' is not true or false") as bad:
+        policy.force_setting(None, None, {env: "maybe"})
+    assert bad.value.exit_code == 2
     conf.write_text("libvirt = 1\n")
-    with pytest.raises(HypervisorError, match="must be a table"):
+    with pytest.raises(ConfigError, match="must be a \\[section\\]"):
+        policy.force_setting(None, conf, {})
+    conf.write_text("[libvirt]\nforce_config_drives = true\n")
+    with pytest.raises(ConfigError, match="unknown key 'force_config_drives' in \\[libvirt\\]"):
         policy.force_setting(None, conf, {})
 
 

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, config_or_exit
-from configdrive.commands.service import with_store_options
+from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, config_or_exit, fail
+from configdrive.commands.service import setting_option, with_store_options
+from metadata_content.server.config import AgentConfig
+from metadata_content.settings import default_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.chain.labstate import LabState
@@ -23,66 +25,42 @@ if TYPE_CHECKING:  # pragma: no cover
 LAB_DIR_HELP = "Lab directory (state, logs, store) [env CONFIGDRIVE_LAB_DIR or $TMPDIR/configdrive-lab]."
 
 
-def _octal(_ctx: Any, _param: Any, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        mode = int(value, 8)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an octal mode such as 0660") from None
-    if not 0 <= mode <= 0o777:
-        raise click.BadParameter("mode must be between 000 and 777")
-    return mode
-
-
 @click.command("agent")
-@click.option("--socket", "socket_path", required=True, type=click.Path(dir_okay=False),
-              help="UNIX socket haproxy forwards to.")
-@click.option("--api", default="http://127.0.0.1:8775", show_default=True, help="Metadata API URL.")
-@click.option("--secret-file", required=True, type=click.Path(dir_okay=False),
-              help="Shared secret with the API (X-Instance-ID-Signature).")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Directory of the SQLite store; "
-              "env CONFIGDRIVE_DATA.")
-@click.option("--store-url", help="Database URL instead of the data dir (sqlite:///..., postgresql://...).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256),
-              help="Threads per worker for store lookups the cache cannot answer (requests "
-                   "waiting on the API need none: each worker is one event loop).")
-@click.option("--backlog", default=4096, show_default=True, type=click.IntRange(128, 65535),
-              help="Listen backlog of the socket (Neutron's stays 5).")
-@click.option("--socket-mode", default="0660", show_default=True, callback=_octal,
-              help="Permissions of the socket file.")
-@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 3600),
-              help="Seconds to wait for the API before answering 504.")
-@click.option("--cache-ttl", default=5.0, show_default=True, type=click.FloatRange(0, 3600),
-              help="Seconds a port lookup is reused (dropped at once when the store changes).")
-@click.option("--access-log", default="-", show_default=True, help="'-' (stderr), a file, or 'off'.")
-def agent(socket_path: str, api: str, secret_file: str, data_dir: str | None, store_url: str | None,
-          workers: int, threads: int, backlog: int, socket_mode: int, timeout: float, cache_ttl: float,
-          access_log: str) -> None:
+@with_store_options
+@setting_option(AgentConfig, "socket", "--socket", type=click.Path(dir_okay=False),
+                help="UNIX socket haproxy forwards to.")
+@setting_option(AgentConfig, "api", "--api", help="Metadata API URL.")
+@setting_option(AgentConfig, "secret_file", "--secret-file", type=click.Path(dir_okay=False),
+                help="Shared secret with the API (X-Instance-ID-Signature).")
+@setting_option(AgentConfig, "workers", "--workers", type=int, help="Worker processes.")
+@setting_option(AgentConfig, "threads", "--threads", type=int,
+                help="Threads per worker for store lookups the cache cannot answer (requests "
+                     "waiting on the API need none: each worker is one event loop).")
+@setting_option(AgentConfig, "backlog", "--backlog", type=int,
+                help="Listen backlog of the socket (Neutron's stays 5).")
+@setting_option(AgentConfig, "socket_mode", "--socket-mode", shown=f"{default_of(AgentConfig, 'socket_mode'):04o}",
+                help="Permissions of the socket file (octal).")
+@setting_option(AgentConfig, "timeout", "--timeout", type=float,
+                help="Seconds to wait for the API before answering 504.")
+@setting_option(AgentConfig, "cache_ttl", "--cache-ttl", type=float,
+                help="Seconds a port lookup is reused (dropped at once when the store changes).")
+@setting_option(AgentConfig, "access_log", "--access-log", help="'-' (stderr), a file, or 'off'.")
+def agent(config_file: str | None, **opts: Any) -> None:
     """Run the metadata agent: find the guest's instance, sign, forward to the API."""
-    from metadata_content.server.agent import AgentConfig, serve_agent
-    from metadata_content.server.config import ConfigError, read_secret
-    from metadata_content.server.upstream import parse_api_url
+    from metadata_content.server.agent import serve_agent
+    from metadata_content.server.config import ConfigError, load_agent_config
 
     try:
-        read_secret(secret_file)
-        parse_api_url(api)
-    except (ConfigError, ValueError) as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    store = config_or_exit(None, data_dir=data_dir, store_url=store_url)  # CONFIGDRIVE_CONFIG's [store] too
-    config = AgentConfig(socket=socket_path, api=api, secret_file=secret_file,
-                         store_url=store.store_url, data_dir=store.data_dir, workers=workers,
-                         threads=threads, backlog=backlog, socket_mode=socket_mode, timeout=timeout,
-                         cache_ttl=cache_ttl, access_log=access_log)
-    click.echo(f"metadata agent on unix:{socket_path} (mode {socket_mode:04o}, backlog {backlog}) "
-               f"-> {api}, {workers} worker(s)", err=True)
+        config = load_agent_config(config_file, **opts)
+        config.check()
+    except ConfigError as err:
+        fail(err.exit_code, str(err))
+    click.echo(f"metadata agent on unix:{config.socket} (mode {config.socket_mode:04o}, backlog "
+               f"{config.backlog}) -> {config.api}, {config.workers} worker(s)", err=True)
     try:
         serve_agent(config)
     except RuntimeError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(EXIT_FAILURE)
+        fail(EXIT_FAILURE, str(err))
 
 
 # -- proxy -------------------------------------------------------------------------
@@ -97,7 +75,7 @@ def _proxy_options(fn: Any) -> Any:
     options = [
         click.option("--network-id", help="Serve a network (qdhcp namespace): sets X-Neutron-Network-ID."),
         click.option("--router-id", help="Serve a router (qrouter namespace): sets X-Neutron-Router-ID."),
-        click.option("--socket", "socket_path", default="/run/configdrive/agent.sock", show_default=True,
+        click.option("--socket", "socket_path", default=default_of(AgentConfig, "socket"), show_default=True,
                      help="The agent's UNIX socket."),
         click.option("--bind", help="ADDR:PORT [169.254.169.254:80 for a network, 0.0.0.0:9697 for a router]."),
         click.option("--bind-v6", help="Extra IPv6 bind, e.g. [fe80::a9fe:a9fe]:80."),

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, ImageFormat, fail, load_or_exit, open_store
-from configdrive.commands.service import with_store_options
+from configdrive.commands.service import setting_option, with_store_options
 from hypervisor import NEEDS_LIBVIRT_PYTHON
+from hypervisor.policy import LibvirtSettings
+from metadata_content.settings import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
@@ -157,13 +159,13 @@ def detach(domain: str, connect: str | None, images_dir: Path | None, data_dir: 
 @click.command()
 @click.option("--format", "-f", "fmt", type=ImageFormat(), default="iso9660", show_default=True,
               help="Format of new drives, iso9660 or vfat (also: iso, fat); existing drives keep theirs.")
-@click.option("--force-config-drive/--no-force-config-drive", "force", default=None,
-              help="Nova's force_config_drive, for domains not yet running "
-                   "(default: env CONFIGDRIVE_LIBVIRT_FORCE_CONFIG_DRIVE, then off).")
+@setting_option(LibvirtSettings, "force_config_drive", "--force-config-drive/--no-force-config-drive",
+                default=None, help="Nova's force_config_drive, for domains not yet running "
+                                   "(else [libvirt] force_config_drive in --config).")
 @click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing.")
 @_common
 @with_store_options
-def sync(fmt: str, force: bool | None, dry_run: bool, connect: str | None,
+def sync(fmt: str, force_config_drive: bool | None, dry_run: bool, connect: str | None,
          images_dir: Path | None, config_file: str | None, data_dir: str | None,
          store_url: str | None) -> None:
     """Give drives to the domains of registered instances that need one.
@@ -181,7 +183,10 @@ def sync(fmt: str, force: bool | None, dry_run: bool, connect: str | None,
     from hypervisor.sync import sync as run_sync
 
     epoch = _epoch()
-    forced = _run(lambda: policy.force_setting(force, config_file))
+    try:
+        forced = policy.force_setting(force_config_drive, config_file)
+    except ConfigError as err:
+        fail(err.exit_code, str(err))
     store = open_store(config_file, data_dir, store_url)
     conn = _run(lambda: open_connection(connect))
     folder = _run(lambda: _images_dir(images_dir, data_dir))

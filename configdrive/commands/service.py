@@ -1,11 +1,14 @@
 """`instances`, `serve`, `sign` and `query`: the instance store and the metadata API.
 
-Heavy imports (SQLAlchemy, Flask, granian) happen inside the commands.
+Heavy imports (SQLAlchemy, Flask, granian) happen inside the commands. The
+settings' definitions are imported here: an option that sets one shows its
+default from there (:func:`setting_option`).
 """
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +18,12 @@ from configdrive.commands.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
     config_or_exit,
+    fail,
     store_or_exit,
 )
 from configdrive.lazy_group import LazyGroup
+from metadata_content.server.config import IMDS_MODES, MODES, AgentConfig, ApiConfig
+from metadata_content.settings import Settings, StoreSettings, default_of, field_of, variables
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.store import Store
@@ -58,12 +64,26 @@ def _store_call(fn: Any, *args: Any) -> Any:
         sys.exit(EXIT_FAILURE)
 
 
+def setting_option(cls: type[Settings], name: str, *decls: str, help: str,
+                   shown: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
+    """A click option for setting *name* of *cls*. It has no click default, so the
+    file and the environment still count when it is not given; its help shows the
+    definition's default (or *shown*) and the variables."""
+    default = default_of(cls, name) if shown is None else shown
+    if isinstance(default, bool):
+        default = "on" if default else "off"
+    hint = f"env {' or '.join(variables(field_of(cls, name)))}"
+    if default not in (None, "", []):
+        hint = f"default {default}; {hint}"
+    return click.option(*decls, name, help=f"{help} [{hint}]", **kwargs)
+
+
 store_options = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help=CONFIG_HELP),
-    click.option("--data-dir", type=click.Path(file_okay=False),
-                 help="Directory of the SQLite store; env CONFIGDRIVE_DATA."),
-    click.option("--store-url", help="Database URL (sqlite:///... or postgresql://...); "
-                                     "env CONFIGDRIVE_STORE_URL."),
+    setting_option(StoreSettings, "data_dir", "--data-dir", type=click.Path(file_okay=False),
+                   help="Directory of the SQLite store."),
+    setting_option(StoreSettings, "store_url", "--store-url",
+                   help="Database URL (sqlite:///... or postgresql://...)."),
 ]
 
 
@@ -172,18 +192,19 @@ def serve() -> None:
 
 @click.command("api")
 @with_store_options
-@click.option("--bind", help="Address of the metadata API [0.0.0.0:8775].")
-@click.option("--admin-bind", help="Address of /healthz and /metrics [127.0.0.1:8776].")
-@click.option("--workers", type=int, help="Worker processes [2].")
-@click.option("--threads", type=int, help="Threads per worker [2].")
-@click.option("--mode", type=click.Choice(["proxy", "direct"]), help="Identify guests by signed "
-              "headers from the agent (proxy) or by their address (direct) [proxy].")
-@click.option("--secret-file", type=click.Path(dir_okay=False), help="Shared secret (proxy mode).")
-@click.option("--trusted-proxy", "trusted_proxies", multiple=True,
-              help="Peer whose X-Forwarded-For is believed in direct mode (repeatable; CIDR allowed).")
-@click.option("--imds-v2", type=click.Choice(["optional", "required"]), help="IMDSv2 tokens [optional].")
-@click.option("--cache-ttl", type=float, help="Seconds a rendered instance is reused [15].")
-@click.option("--access-log", help="'-' (stderr), a file, or 'off' [-].")
+@setting_option(ApiConfig, "bind", "--bind", help="Address of the metadata API.")
+@setting_option(ApiConfig, "admin_bind", "--admin-bind", help="Address of /healthz and /metrics.")
+@setting_option(ApiConfig, "workers", "--workers", type=int, help="Worker processes.")
+@setting_option(ApiConfig, "threads", "--threads", type=int, help="Threads per worker.")
+@setting_option(ApiConfig, "mode", "--mode", type=click.Choice(MODES), help="Identify guests by signed "
+                "headers from the agent (proxy) or by their address (direct).")
+@setting_option(ApiConfig, "secret_file", "--secret-file", type=click.Path(dir_okay=False),
+                help="Shared secret (proxy mode).")
+@setting_option(ApiConfig, "trusted_proxies", "--trusted-proxy", multiple=True,
+                help="Peer whose X-Forwarded-For is believed in direct mode (repeatable; CIDR allowed).")
+@setting_option(ApiConfig, "imds_v2", "--imds-v2", type=click.Choice(IMDS_MODES), help="IMDSv2 tokens.")
+@setting_option(ApiConfig, "cache_ttl", "--cache-ttl", type=float, help="Seconds a rendered instance is reused.")
+@setting_option(ApiConfig, "access_log", "--access-log", help="'-' (stderr), a file, or 'off'.")
 def serve_api(config_file: str | None, data_dir: str | None, store_url: str | None, **opts: Any) -> None:
     """Serve instance metadata over HTTP (granian WSGI workers, Flask app)."""
     from metadata_content.server.config import ConfigError
@@ -194,8 +215,7 @@ def serve_api(config_file: str | None, data_dir: str | None, store_url: str | No
     try:
         config.check()
     except ConfigError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        fail(err.exit_code, str(err))
     from metadata_content.server.serve import serve_api as run
 
     click.echo(f"metadata API ({config.mode} mode) on {config.bind}, admin on {config.admin_bind}, "
@@ -222,7 +242,7 @@ def sign(instance_id: str, secret_file: str) -> None:
 @click.command()
 @with_store_options
 @click.option("--instance", "instance_id", required=True, help="Instance uuid to ask as.")
-@click.option("--api", default="http://127.0.0.1:8775", show_default=True, help="Metadata API URL.")
+@click.option("--api", default=default_of(AgentConfig, "api"), show_default=True, help="Metadata API URL.")
 @click.option("--secret-file", type=click.Path(dir_okay=False), help="Shared secret [from config].")
 @click.option("--method", default="GET", show_default=True)
 @click.option("--data", help="Request body (for POST on password).")

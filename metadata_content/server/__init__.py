@@ -3,7 +3,8 @@
 Nothing here renders guest-visible bytes; it decides which instance asks and
 how the bytes travel.
 
-    config.py      one configuration loader (defaults < TOML < environment < options)
+    config.py      the API's and the agent's settings (loaded by metadata_content.settings)
+    runtime.py     what both share: reply, refusal, access log, logging set-up
     identity.py    who is asking: signed proxy headers, direct peers, IMDSv2 tokens
     service.py     identity -> cached tree -> reply, framework-free
     api.py         the Flask app and its fast path for cached answers

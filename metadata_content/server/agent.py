@@ -28,76 +28,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import ipaddress
 import json
 import logging
 import os
 import re
 import socket
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
+from metadata_content.server.config import AGENT_RESOLVED_ENV, AgentConfig, ConfigError, read_secret
 from metadata_content.server.identity import proxy_headers
+from metadata_content.server.runtime import UNKNOWN_ERROR, AccessLog, Refusal, Reply, setup_logging
 from metadata_content.server.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("configdrive.agent")
 
-RESOLVED_ENV = "CONFIGDRIVE_AGENT_RESOLVED"
 MAX_CACHED = 100_000  # port lookups kept; beyond that the oldest goes
 NETWORK_HEADER = "x-neutron-network-id"
 ROUTER_HEADER = "x-neutron-router-id"
 # SPEC: statuses relayed as they are; anything else becomes 502. 401/405/411
 # are added because our API answers them for IMDSv2 tokens and password POSTs.
 RELAYED = frozenset({200, 400, 401, 403, 404, 405, 409, 411, 500, 502, 503, 504})
-# Response headers worth passing back to the guest (the rest are hop details).
-PASSED_BACK = ("content-type", "x-openstack-request-id", "x-aws-ec2-metadata-token-ttl-seconds")
+# Response headers worth passing back to the guest besides Content-Type (the rest are hop details).
+PASSED_BACK = ("x-openstack-request-id", "x-aws-ec2-metadata-token-ttl-seconds")
 # Guest request headers forwarded besides the four identity headers: IMDSv2's
 # token headers (a token is bound to one instance by HMAC, so it cannot choose one).
 TOKEN_HEADERS = (("x-aws-ec2-metadata-token", "X-aws-ec2-metadata-token"),
                  ("x-aws-ec2-metadata-token-ttl-seconds", "X-aws-ec2-metadata-token-ttl-seconds"))
-
-
-@dataclass
-class AgentConfig:
-    """Everything a worker needs; the parent resolves it and hands it over as JSON."""
-
-    socket: str
-    api: str = "http://127.0.0.1:8775"
-    secret_file: str | None = None
-    store_url: str | None = None
-    data_dir: str | None = None
-    workers: int = 1
-    threads: int = 4  # per worker, for store lookups the cache cannot answer
-    backlog: int = 4096
-    socket_mode: int = 0o660
-    # SPEC's Neutron value is 60 s, but haproxy gives up after its 32 s server
-    # timeout, so 60 could never be seen by a guest: 30 s answers first, logged.
-    timeout: float = 30.0
-    cache_ttl: float = 5.0
-    pool_size: int = 16
-    access_log: str = "-"
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> AgentConfig:
-        return cls(**json.loads(text))
-
-
-class Refused(Exception):
-    """The agent answers itself with *status* (the request never reaches the API)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 # -- who is asking ------------------------------------------------------------
@@ -113,7 +75,7 @@ def guest_address(xff: str | None) -> tuple[str, str | None]:
     try:
         addr = ipaddress.ip_address(last.split("%", 1)[0])
     except ValueError:
-        raise Refused(400, "No client address in X-Forwarded-For: the request did not "
+        raise Refusal(400, "No client address in X-Forwarded-For: the request did not "
                            "come through the metadata proxy.") from None
     if isinstance(addr, ipaddress.IPv6Address):
         if addr.ipv4_mapped:
@@ -186,12 +148,12 @@ class PortIndex:
 
 async def identify(network_id: str | None, router_id: str | None, xff: str | None,
                    ports: PortIndex, rid: str = "-") -> tuple[str, str | None]:
-    """(instance uuid, project) for a request haproxy passed on, or Refused."""
+    """(instance uuid, project) for a request haproxy passed on, or Refusal."""
     if network_id and router_id:
-        raise Refused(400, "Both X-Neutron-Network-ID and X-Neutron-Router-ID were given; "
+        raise Refusal(400, "Both X-Neutron-Network-ID and X-Neutron-Router-ID were given; "
                            "a metadata proxy sets exactly one.")
     if not network_id and not router_id:
-        raise Refused(400, "Neither X-Neutron-Network-ID nor X-Neutron-Router-ID was given: "
+        raise Refusal(400, "Neither X-Neutron-Network-ID nor X-Neutron-Router-ID was given: "
                            "the request did not come through a metadata proxy.")
     ip, mac = guest_address(xff)
     await ports.refresh()
@@ -205,7 +167,7 @@ async def identify(network_id: str | None, router_id: str | None, xff: str | Non
         if found:
             log.error("%s address %s (mac %s) on %s matches %d instances: %s; refusing to choose",
                       rid, ip, mac or "-", where, len(found), ", ".join(u for u, _ in found))
-        raise Refused(404, f"Instance was not found on {where} for address {ip}.")
+        raise Refusal(404, f"Instance was not found on {where} for address {ip}.")
     return found[0][0], found[0][1]
 
 
@@ -249,7 +211,6 @@ class Agent:
     a constant responder answers ~1.4x as many requests through it as through ASGI."""
 
     def __init__(self, config: AgentConfig, store: Any = None):
-        from metadata_content.server.config import ConfigError, read_secret
         from metadata_content.store import Store
 
         self.config = config
@@ -259,7 +220,7 @@ class Agent:
         self.store = store or Store(config.store_url, config.data_dir)
         self.ports = PortIndex(self.store, config.cache_ttl, config.threads)
         self.upstream = Upstream(config.api, config.timeout, config.pool_size)
-        self.access: IO[str] | None = _open_log(config.access_log)
+        self.access = AccessLog(config.access_log)
 
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
         started = time.perf_counter()
@@ -270,33 +231,31 @@ class Agent:
         router_id = request.headers.get(ROUTER_HEADER)
         try:
             if request.path == "/healthz" and not (network_id or router_id):
-                status, headers, body = await self.health()
+                reply = await self.health()
             else:
                 instance, project = await identify(network_id, router_id, request.xff, self.ports, rid)
                 # the whole body (Neutron read one 4 KiB recv and cut the rest)
                 data = await protocol() if request.has_body else None
-                status, headers, body = await self.forward(request, data, instance, project or "", rid)
-        except Refused as exc:
-            status, headers, body = exc.status, [("content-type", "text/plain; charset=utf-8")], \
-                exc.message.encode()
+                reply = await self.forward(request, data, instance, project or "", rid)
+        except Refusal as exc:
+            reply = exc.reply()
         except Exception:
             log.exception("%s agent failure", rid)
-            status, headers, body = 500, [("content-type", "text/plain; charset=utf-8")], \
-                b"An unknown error has occurred. Please try your request again."
-        if self.access is not None:
-            self.access.write(
-                f"{rid} xff={request.xff or '-'!r} net={network_id or '-'} router={router_id or '-'} "
-                f"instance={instance} {request.method} {request.path!r} {status} "
-                f"{(time.perf_counter() - started) * 1000:.2f}ms\n")
+            reply = Refusal(500, UNKNOWN_ERROR).reply()
+        self.access.write(rid, instance, request.method, request.path, reply.status,
+                          time.perf_counter() - started,
+                          f"xff={request.xff or '-'!r} net={network_id or '-'} router={router_id or '-'} ")
+        headers = [("content-type", reply.content_type), *reply.headers] if reply.content_type \
+            else list(reply.headers)
         if request.method == "HEAD":  # the length of the body not sent (the API's, if it answered)
             if not any(name == "content-length" for name, _ in headers):
-                headers.append(("content-length", str(len(body))))
-            protocol.response_empty(status, headers)
+                headers.append(("content-length", str(len(reply.body))))
+            protocol.response_empty(reply.status, headers)
         else:
-            protocol.response_bytes(status, headers, body)
+            protocol.response_bytes(reply.status, headers, reply.body)
 
     async def forward(self, request: Request, body: bytes | None, instance: str, project: str,
-                      rid: str = "-") -> tuple[int, list[tuple[str, str]], bytes]:
+                      rid: str = "-") -> Reply:
         """Sign and send the request to the API with only the identity headers."""
         headers = {"X-Forwarded-For": request.xff or "", **proxy_headers(self.secret, instance, project)}
         for key, name in TOKEN_HEADERS:
@@ -305,29 +264,29 @@ class Agent:
         try:
             reply = await self.upstream.request(request.method, request.target, headers, body)
         except ValueError as exc:  # a header value that would split the request
-            raise Refused(400, str(exc)) from None
+            raise Refusal(400, str(exc)) from None
         except TimeoutError:
             log.error("%s metadata API %s did not answer within %.1f s", rid, self.config.api,
                       self.config.timeout)
-            raise Refused(504, "The metadata server did not answer in time.") from None
+            raise Refusal(504, "The metadata server did not answer in time.") from None
         except UpstreamError as exc:
             log.error("%s metadata API %s sent a broken answer: %s", rid, self.config.api, exc)
-            raise Refused(502, "The remote metadata server sent an invalid answer.") from None
+            raise Refusal(502, "The remote metadata server sent an invalid answer.") from None
         except OSError as exc:
             log.error("%s metadata API %s unreachable: %s", rid, self.config.api, exc)
-            raise Refused(503, "The remote metadata server is temporarily unavailable. "
+            raise Refusal(503, "The remote metadata server is temporarily unavailable. "
                                "Please try again later.") from None
         if reply.status not in RELAYED:
             log.error("%s metadata API answered %d; relayed as 502", rid, reply.status)
-            raise Refused(502, f"The remote metadata server answered {reply.status}.")
+            raise Refusal(502, f"The remote metadata server answered {reply.status}.")
         if reply.status == 403:
             log.warning("%s metadata API refused the signature for %s: do the agent's and the "
                         "API's shared secrets match?", rid, instance)
-        passed = [(k.lower(), v) for k, v in reply.headers if k.lower() in PASSED_BACK
-                  or (request.method == "HEAD" and k.lower() == "content-length")]
-        return reply.status, passed, reply.body
+        passed = tuple((k.lower(), v) for k, v in reply.headers if k.lower() in PASSED_BACK
+                       or (request.method == "HEAD" and k.lower() == "content-length"))
+        return Reply(reply.status, reply.body, reply.content_type, instance, passed)
 
-    async def health(self) -> tuple[int, list[tuple[str, str]], bytes]:
+    async def health(self) -> Reply:
         """For `configdrive doctor`: store reachable? API reachable? signature accepted?
         Only reachable on the socket itself: haproxy always sets an id header."""
         report: dict[str, str] = {}
@@ -346,8 +305,8 @@ class Agent:
         except (OSError, TimeoutError) as exc:
             report["api"] = f"unreachable: {exc or type(exc).__name__}"
         ok = all(report.get(k) == "ok" for k in ("store", "api", "signature"))
-        return (200 if ok else 503), [("content-type", "application/json")], \
-            json.dumps({"status": "ok" if ok else "fail", **report}).encode()
+        return Reply(200 if ok else 503, json.dumps({"status": "ok" if ok else "fail", **report}).encode(),
+                     "application/json")
 
 
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=._~-]*")
@@ -362,19 +321,10 @@ def _quote_path(path: str) -> str:
     return quote(path, safe="/:@!$&'()*+,;=-._~", errors="surrogateescape")
 
 
-def _open_log(target: str) -> IO[str] | None:
-    if target in ("off", "none", ""):
-        return None
-    if target == "-":
-        return sys.stderr
-    return open(target, "a", buffering=1, encoding="utf-8")
-
-
 def app_from_env() -> Agent:
     """Factory for the server's worker processes."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return Agent(AgentConfig.from_json(os.environ[RESOLVED_ENV]))
+    setup_logging()
+    return Agent(AgentConfig.from_json(os.environ[AGENT_RESOLVED_ENV]))
 
 
 # -- running it ---------------------------------------------------------------
@@ -405,7 +355,7 @@ def serve_agent(config: AgentConfig) -> None:
     from granian.constants import Interfaces, RuntimeModes
 
     prepare_socket(config.socket)
-    os.environ[RESOLVED_ENV] = config.to_json()
+    os.environ[AGENT_RESOLVED_ENV] = config.to_json()
     multiprocessing.set_start_method("spawn", force=True)
     try:
         Granian("metadata_content.server.agent:app_from_env", uds=Path(config.socket),

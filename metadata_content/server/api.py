@@ -18,7 +18,8 @@ from typing import Any
 from flask import Flask, Response, request
 
 from metadata_content.server.config import RESOLVED_ENV, ApiConfig
-from metadata_content.server.service import REASONS, MetadataService, Reply
+from metadata_content.server.runtime import Reply, setup_logging
+from metadata_content.server.service import REASONS, MetadataService
 from metadata_content.store import Store
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
@@ -86,9 +87,8 @@ def app_from_env() -> Flask:
     so the p99) short; Nova's workers stall in exactly these collections.
     """
     import gc
-    import logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     app = create_app(ApiConfig.from_json(os.environ[RESOLVED_ENV]))
     gc.collect()
     gc.freeze()

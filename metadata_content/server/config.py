@@ -1,60 +1,46 @@
-"""Service configuration: a TOML file, then ``CONFIGDRIVE_*`` environment
-variables, then command-line options, each overriding the one before.
+"""The API's and the agent's settings: sections ``[api]``, ``[vendordata]`` and
+``[agent]`` of the configuration file, beside ``[store]``.
 
-Every key of section ``[api]`` (or ``[store]``, ``[vendordata]``) can be set
-from the environment as ``CONFIGDRIVE_<SECTION>_<KEY>`` (lists comma-separated,
-booleans 1/0/true/false); ``CONFIGDRIVE_DATA`` is the data directory. The
+Loaded as every section is (:mod:`metadata_content.settings`): defaults < TOML
+file < ``CONFIGDRIVE_<SECTION>_<KEY>`` (lists comma-separated, booleans
+1/0/true/false; ``CONFIGDRIVE_DATA`` is the data directory) < options. The
 secret itself is only ever read from ``secret_file``, never from the
 environment or the config, so it does not leak into process listings.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
+
+from metadata_content.settings import ConfigError, StoreSettings, load, setting
+
+__all__ = ["AgentConfig", "ApiConfig", "ConfigError", "load_agent_config", "load_config"]
 
 MODES = ("proxy", "direct")
 IMDS_MODES = ("optional", "required")
-# Sections of the same file read by other components (hypervisor/policy.py).
-OTHER_SECTIONS = frozenset({"libvirt"})
 RESOLVED_ENV = "CONFIGDRIVE_API_RESOLVED"  # the parent hands workers the resolved config here
-
-
-class ConfigError(Exception):
-    """A configuration a service must not start with; ``str()`` says why."""
+AGENT_RESOLVED_ENV = "CONFIGDRIVE_AGENT_RESOLVED"
 
 
 @dataclass
-class ApiConfig:
-    # [store]
-    store_url: str | None = None
-    data_dir: str | None = None
-    # [api]
-    bind: str = "0.0.0.0:8775"
-    admin_bind: str = "127.0.0.1:8776"
-    workers: int = 2
-    threads: int = 2
-    mode: str = "proxy"
-    secret_file: str | None = None
-    cache_ttl: float = 15.0
-    cache_max_instances: int = 20_000
-    trusted_proxies: list[str] = field(default_factory=list)
-    imds_v2: str = "optional"
-    access_log: str = "-"
-    # [vendordata]
-    vendordata_file: str | None = None
-    vendordata_dynamic_targets: list[str] = field(default_factory=list)
-    vendordata_dynamic_failure_fatal: bool = False
-    vendordata_dynamic_timeout: float = 5.0
-
-    SECTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "store": ("store_url", "data_dir"),
-        "vendordata": ("vendordata_file", "vendordata_dynamic_targets",
-                       "vendordata_dynamic_failure_fatal", "vendordata_dynamic_timeout")}
+class ApiConfig(StoreSettings):
+    bind: str = setting("api", "0.0.0.0:8775")
+    admin_bind: str = setting("api", "127.0.0.1:8776")
+    workers: int = setting("api", 2, at_least=1)
+    threads: int = setting("api", 2, at_least=1)
+    mode: str = setting("api", "proxy")
+    secret_file: str | None = setting("api")
+    cache_ttl: float = setting("api", 15.0, at_least=0)
+    cache_max_instances: int = setting("api", 20_000, at_least=1)
+    trusted_proxies: list[str] = setting("api", factory=list)  # noqa: RUF009 - a field()
+    imds_v2: str = setting("api", "optional")
+    access_log: str = setting("api", "-")
+    vendordata_file: str | None = setting("vendordata", key="file")
+    vendordata_dynamic_targets: list[str] = setting(  # noqa: RUF009 - a field()
+        "vendordata", factory=list, key="dynamic_targets")
+    vendordata_dynamic_failure_fatal: bool = setting("vendordata", False, key="dynamic_failure_fatal")
+    vendordata_dynamic_timeout: float = setting("vendordata", 5.0, key="dynamic_timeout", at_least=0)
 
     def check(self) -> None:
         """Refuse settings the service cannot run safely with."""
@@ -62,8 +48,6 @@ class ApiConfig:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.imds_v2 not in IMDS_MODES:
             raise ConfigError(f"imds_v2 must be one of {', '.join(IMDS_MODES)}, not {self.imds_v2!r}")
-        if self.workers < 1 or self.threads < 1:
-            raise ConfigError("workers and threads must be at least 1")
         if self.mode == "proxy":
             if not self.secret_file:
                 raise ConfigError("proxy mode needs the shared secret: give --secret-file "
@@ -77,12 +61,58 @@ class ApiConfig:
         for text in (self.bind, self.admin_bind):
             split_bind(text)
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
 
-    @classmethod
-    def from_json(cls, text: str) -> ApiConfig:
-        return cls(**json.loads(text))
+def octal_mode(text: str) -> int:
+    """A permission mode written in octal, such as ``0660``."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an octal mode such as 0660") from None
+    if not 0 <= mode <= 0o777:
+        raise ValueError("a mode is between 000 and 777")
+    return mode
+
+
+@dataclass
+class AgentConfig(StoreSettings):
+    socket: str = setting("agent", "/run/configdrive/agent.sock")
+    api: str = setting("agent", "http://127.0.0.1:8775")
+    secret_file: str | None = setting("agent")
+    workers: int = setting("agent", 1, at_least=1, at_most=64)
+    threads: int = setting("agent", 4, at_least=1, at_most=256)  # per worker, for store lookups
+    backlog: int = setting("agent", 4096, at_least=128, at_most=65535)
+    socket_mode: int = setting("agent", 0o660, at_least=0, at_most=0o777, parse=octal_mode)
+    # SPEC's Neutron value is 60 s, but haproxy gives up after its 32 s server
+    # timeout, so 60 could never be seen by a guest: 30 s answers first, logged.
+    timeout: float = setting("agent", 30.0, at_least=0.1, at_most=3600)
+    cache_ttl: float = setting("agent", 5.0, at_least=0, at_most=3600)
+    pool_size: int = setting("agent", 16, at_least=1)
+    access_log: str = setting("agent", "-")
+
+    def check(self) -> None:
+        """Refuse settings the agent cannot run with: it never signs with an empty key."""
+        from metadata_content.server.upstream import parse_api_url
+
+        if not self.secret_file:
+            raise ConfigError("the agent needs the shared secret: give --secret-file "
+                              "(or secret_file in [agent], or CONFIGDRIVE_AGENT_SECRET_FILE)")
+        read_secret(self.secret_file)
+        try:
+            parse_api_url(self.api)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None,
+                **overrides: Any) -> ApiConfig:
+    """The API's (and the store's) settings: defaults < TOML file < environment < *overrides*."""
+    return load(ApiConfig, path, env, **overrides)
+
+
+def load_agent_config(path: str | Path | None = None, env: dict[str, str] | None = None,
+                      **overrides: Any) -> AgentConfig:
+    """The agent's (and the store's) settings, in the same order."""
+    return load(AgentConfig, path, env, **overrides)
 
 
 def read_secret(path: str) -> bytes:
@@ -117,78 +147,3 @@ def split_bind(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not host:
         raise ConfigError(f"bind address {text!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
-
-
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    if isinstance(default, bool):
-        if isinstance(value, str):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ConfigError(f"{name}: {value!r} is not a boolean")
-        return bool(value)
-    if isinstance(default, list):
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return list(value)
-    try:
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}: {value!r} is not a number") from None
-    return None if value in (None, "") else str(value)
-
-
-def _section_of(key: str) -> str:
-    for section, keys in ApiConfig.SECTIONS.items():
-        if key in keys:
-            return section
-    return "api"
-
-
-def _file_key(key: str) -> str:
-    """The key's name inside its TOML section (``store_url`` -> ``url`` in [store])."""
-    section = _section_of(key)
-    if section == "api":
-        return key
-    return key[len(section) + 1:] if key.startswith(section + "_") else key
-
-
-def load_config(path: str | Path | None = None, env: dict[str, str] | None = None,
-                **overrides: Any) -> ApiConfig:
-    """Defaults < TOML file < environment < *overrides* (None values ignored)."""
-    env = dict(os.environ if env is None else env)
-    config = ApiConfig()
-    defaults = dataclasses.asdict(config)
-    path = path or env.get("CONFIGDRIVE_CONFIG")
-    if path:
-        try:
-            doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config {path}: {exc}") from None
-        known = {(_section_of(k), _file_key(k)): k for k in defaults}
-        for section, table in doc.items():
-            if not isinstance(table, dict):
-                raise ConfigError(f"config {path}: top-level key {section!r} must be a [section]")
-            if section in OTHER_SECTIONS:
-                continue
-            for key, value in table.items():
-                if (section, key) not in known:
-                    raise ConfigError(f"config {path}: unknown key {key!r} in [{section}]")
-                attr = known[(section, key)]
-                setattr(config, attr, _coerce(f"[{section}] {key}", value, defaults[attr]))
-    if env.get("CONFIGDRIVE_DATA"):
-        config.data_dir = env["CONFIGDRIVE_DATA"]
-    for attr, default in defaults.items():
-        name = f"CONFIGDRIVE_{_section_of(attr).upper()}_{_file_key(attr).upper()}"
-        if name in env:
-            setattr(config, attr, _coerce(name, env[name], default))
-    for attr, value in overrides.items():
-        if value is not None:
-            setattr(config, attr, _coerce(attr, value, defaults[attr]))
-    return config

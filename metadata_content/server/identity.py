@@ -20,20 +20,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from metadata_content.server.runtime import Refusal
+
 TOKEN_PATH = "/latest/api/token"
 TOKEN_HEADER = "HTTP_X_AWS_EC2_METADATA_TOKEN"
 TOKEN_TTL_HEADER = "HTTP_X_AWS_EC2_METADATA_TOKEN_TTL_SECONDS"
 TOKEN_TTL_MAX = 21600
-
-
-class Refusal(Exception):
-    """A request identity cannot be established: HTTP *status* with *message*."""
-
-    def __init__(self, status: int, message: str, log: str = ""):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.log = log  # extra detail for the access log only (never a signature)
 
 
 def sign_instance_id(secret: bytes | str, instance_id: str) -> str:

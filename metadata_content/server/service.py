@@ -8,44 +8,28 @@ the same code.
 """
 from __future__ import annotations
 
-import atexit
-import contextlib
 import functools
 import itertools
 import logging
 import os
-import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from metadata_content.render.tree import READ_METHODS, TOKEN_NOT_ALLOWED, Answer, lookup_without_instance
 from metadata_content.server import identity as ident
 from metadata_content.server.cache import Entry, RenderCache
 from metadata_content.server.config import ApiConfig, ConfigError, read_secret
 from metadata_content.server.metrics import METRICS_DIR_ENV, Metrics
+from metadata_content.server.runtime import TEXT, UNKNOWN_ERROR, AccessLog, Refusal, Reply
 from metadata_content.store import PASSWORD_MAX, Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
 
 log = logging.getLogger("configdrive.api")
-TEXT = "text/plain; charset=utf-8"
-UNKNOWN_ERROR = "An unknown error has occurred. Please try your request again."
 REASONS = {status.value: status.phrase for status in HTTPStatus}
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: bytes
-    content_type: str = TEXT
-    instance_id: str = "-"
-    headers: tuple[tuple[str, str], ...] = ()
-    path_class: str = "ec2"
 
 
 def build_stored(data: dict[str, Any], source: str) -> Instance:
@@ -57,52 +41,8 @@ def build_stored(data: dict[str, Any], source: str) -> Instance:
     return instance_from_data(data, source, validated=True)
 
 
-def refusal(status: int, message: str, instance_id: str = "-") -> Reply:
-    return Reply(status, message.encode(), TEXT, instance_id, path_class="refused")
-
-
 class Fallback(Exception):
     """The fast path cannot answer without rendering or a body: hand over to Flask."""
-
-
-class AccessLog:
-    """One line per request: request id, instance, method, path, status, latency.
-    Never headers, so never a signature, token or secret.
-
-    Lines are block-buffered and flushed by a background thread every
-    *interval* seconds: a flush per line (a syscall) cost ~20 us per request,
-    more than the rest of a cached answer. A crash may lose the last second.
-    """
-
-    def __init__(self, target: str, interval: float = 0.5):
-        self.out: IO[str] | None
-        if target in ("off", "none", ""):
-            self.out = None
-        elif target == "-":
-            self.out = open(sys.stderr.fileno(), "w", buffering=1 << 16, encoding="utf-8",  # noqa: SIM115
-                            errors="backslashreplace", closefd=False)
-        else:
-            self.out = open(target, "a", buffering=1 << 16, encoding="utf-8")  # noqa: SIM115 - lives with the worker
-        self.interval = interval
-        self._flusher: threading.Thread | None = None
-
-    def write(self, rid: str, instance_id: str, method: str, path: str, status: int, seconds: float) -> None:
-        if self.out is not None:
-            self.out.write(f"{rid} instance={instance_id} {method} {path!r} {status} {seconds * 1000:.3f}ms\n")
-            if self._flusher is None:
-                self._flusher = threading.Thread(target=self._flush_forever, name="access-log", daemon=True)
-                self._flusher.start()
-                atexit.register(self.flush)
-
-    def flush(self) -> None:
-        if self.out is not None:
-            with contextlib.suppress(Exception):
-                self.out.flush()
-
-    def _flush_forever(self) -> None:
-        while True:
-            time.sleep(self.interval)
-            self.flush()
 
 
 class MetadataService:
@@ -152,15 +92,15 @@ class MetadataService:
             return self._answer(environ, render, read_body)
         except Fallback:
             return None
-        except ident.Refusal as exc:
+        except Refusal as exc:
             if exc.log:  # the claimed id and the peer, never the signature
                 log.warning("%s %s %s from %s", environ["configdrive.request_id"], exc.message, exc.log,
                             environ.get("HTTP_X_FORWARDED_FOR") or environ.get("REMOTE_ADDR"))
-            return refusal(exc.status, exc.message)
+            return exc.reply()
         except Exception:
             log.exception("%s metadata request failed: %s %r", environ["configdrive.request_id"],
                           environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-            return refusal(500, UNKNOWN_ERROR)
+            return Refusal(500, UNKNOWN_ERROR).reply()
 
     def finish(self, reply: Reply, environ: dict[str, Any], started: float) -> None:
         """Access log line and metrics for a reply that is being sent."""
@@ -224,18 +164,18 @@ class MetadataService:
                 raise Fallback
             found = self.cache.by_address(address)
             if not found:
-                raise ident.Refusal(404, f"No instance found for address {address}.")
+                raise Refusal(404, f"No instance found for address {address}.")
             if len(found) > 1:
                 log.error("%s address %s matches %d instances: %s", environ["configdrive.request_id"],
                           address, len(found), ", ".join(found))
-                raise ident.Refusal(500, UNKNOWN_ERROR)
+                raise Refusal(500, UNKNOWN_ERROR)
             uuid, tenant = found[0], None
         entry = self._entry(uuid, render)
         if entry is None:
-            raise ident.Refusal(404, "Not Found")
+            raise Refusal(404, "Not Found")
         if tenant is not None and entry.project_id != tenant:  # no project: the agent sends ""
             log.warning("%s tenant %r does not own instance %s", environ["configdrive.request_id"], tenant, uuid)
-            raise ident.Refusal(404, "Not Found")
+            raise Refusal(404, "Not Found")
         return uuid, entry
 
     def _entry(self, uuid: str, render: bool) -> Entry | None:

@@ -13,8 +13,9 @@ needs no lock.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from metadata_content.server.runtime import Reply
 
 MAX_HEAD = 65536  # bytes of status line + headers accepted from the API
 
@@ -26,13 +27,6 @@ class UpstreamError(OSError):
 class _Stale(UpstreamError):
     """The connection closed before the first byte of an answer, so the request
     may be sent again on a fresh one (only if it was a pooled connection)."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
 
 
 def parse_api_url(url: str) -> tuple[str, int, str]:
@@ -144,7 +138,9 @@ async def _read_head(reader: asyncio.StreamReader) -> bytes:
 
 
 async def _read_rest(reader: asyncio.StreamReader, head: bytes, method: str) -> tuple[Reply, bool]:
-    """The response that *head* begins, and whether the connection stays open."""
+    """The response that *head* begins, and whether the connection stays open.
+    Our API always sends Content-Length, so an answer without one (chunked, or
+    ending at EOF) is refused like any other answer that is not what it sends."""
     lines = head[:-4].split(b"\r\n")
     parts = lines[0].split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
@@ -152,8 +148,8 @@ async def _read_rest(reader: asyncio.StreamReader, head: bytes, method: str) -> 
     status = int(parts[1])
     keep = parts[0] == b"HTTP/1.1"
     headers: list[tuple[str, str]] = []
+    content_type = ""
     length: int | None = None
-    chunked = False
     for line in lines[1:]:
         name, _, value = line.decode("latin-1").partition(":")
         name, value = name.strip(), value.strip()
@@ -162,31 +158,17 @@ async def _read_rest(reader: asyncio.StreamReader, head: bytes, method: str) -> 
             if not value.isdigit():
                 raise UpstreamError(f"bad Content-Length {value[:20]!r}")
             length = int(value)
+        elif lower == "content-type":
+            content_type = value
         elif lower == "transfer-encoding":
-            chunked = "chunked" in value.lower()
+            raise UpstreamError(f"Transfer-Encoding {value[:20]!r} (the API sends Content-Length)")
         elif lower == "connection":
             keep = value.lower() != "close" if keep else value.lower() == "keep-alive"
         headers.append((name, value))
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return Reply(status, headers, b""), keep
-    if chunked:
-        return Reply(status, headers, await _read_chunked(reader)), keep
-    if length is None:
-        return Reply(status, headers, await reader.read()), False
-    return Reply(status, headers, await reader.readexactly(length)), keep
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        size_line = await reader.readuntil(b"\n")
-        try:
-            size = int(size_line.split(b";")[0].strip() or b"0", 16)
-        except ValueError:
-            raise UpstreamError(f"bad chunk size {size_line[:20]!r}") from None
-        if size == 0:
-            while (await reader.readuntil(b"\n")) not in (b"\r\n", b"\n"):
-                pass
-            return b"".join(chunks)
-        chunks.append(await reader.readexactly(size))
-        await reader.readuntil(b"\n")
+        body = b""
+    elif length is None:
+        raise UpstreamError("an answer without Content-Length")
+    else:
+        body = await reader.readexactly(length)
+    return Reply(status, body, content_type, headers=tuple(headers)), keep
