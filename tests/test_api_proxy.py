@@ -453,3 +453,13 @@ def test_a_crashed_worker_is_replaced(env: tuple[Path, Path, Path]) -> None:
         for _ in range(10):
             status = get(api, "/latest/meta-data/hostname").status
             assert status == 200, f"{status}, server log:\n{api.log.read_text()[-3000:]}"
+
+
+def test_local_ipv4_falls_back_to_the_asker_as_nova_does(api: ApiServer) -> None:
+    """An instance without a fixed IPv4 (minimal: no NICs) gets the address its request came
+    from, as Nova answers: the X-Forwarded-For entry the agent's haproxy appended."""
+    forwarded = {"X-Forwarded-For": "10.9.9.9, 192.0.2.77"}  # a guest's own entry, then haproxy's
+    assert get(api, "/latest/meta-data/local-ipv4", MINIMAL, "", **forwarded).body == b"192.0.2.77"
+    assert b"local-ipv4" in get(api, "/latest/meta-data/", MINIMAL, "", **forwarded).body.split(b"\n")
+    rich = get(api, "/latest/meta-data/local-ipv4", **forwarded).body  # a fixed IPv4 wins
+    assert rich == b"192.0.2.10"

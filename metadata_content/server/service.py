@@ -147,7 +147,17 @@ class MetadataService:
         if cached.password:
             return Reply(200, (self.store.get_password(uuid) or "").encode(), cached.content_type,
                          uuid, path_class="password")
+        if cached.requester:  # Nova's local-ipv4 for an instance without a fixed IPv4
+            return Reply(200, self._requester(environ).encode(), cached.content_type, uuid, path_class=path_class)
         return Reply(cached.status, cached.render(), cached.content_type, uuid, path_class=path_class)
+
+    def _requester(self, environ: dict[str, Any]) -> str:
+        """The asking guest's address: in proxy mode the X-Forwarded-For entry the agent's
+        haproxy appended (the last), in direct mode the client address identity used."""
+        if self.config.mode == "proxy":
+            chain = ident.forwarded_chain(environ)
+            return chain[-1] if chain else ""
+        return self.trusted.client_address(environ)
 
     def _reply(self, answer: Answer, uuid: str, path_class: str) -> Reply:
         allow = (("Allow", answer.allow),) if answer.allow else ()  # a 405 names what the path takes
