@@ -116,14 +116,15 @@ def glean_probe(*args: str, timeout: float = 120) -> dict[str, Any]:
                     "glean", "--parent-ns", os.readlink("/proc/self/ns/mnt"), *args], timeout)
 
 
-def cloudinit_render(network_data: Path, target: Path, timeout: float = 120) -> dict[str, Any]:
+def cloudinit_render(network_data: Path, target: Path, *macs: str, timeout: float = 120) -> dict[str, Any]:
     """Debian's cloud-init: convert_net_json(network_data.json), then every renderer into *target*.
 
-    Returns {"files": {path under target: text}, "cloudinit_version": ...}.
+    *macs* are "--mac=NAME=MAC" for the physical links (cloud-init would otherwise name them
+    after this machine's interfaces). Returns {"files": {path under target: text}, ...}.
     """
     if not os.access(DEBIAN_PYTHON, os.X_OK):
         raise AssertionError(f"{DEBIAN_PYTHON} not found: apt-get install cloud-init (scripts/debian-packages.txt)")
-    return _answer([DEBIAN_PYTHON, "-I", str(RENDER_PROBE), str(network_data), str(target)], timeout)
+    return _answer([DEBIAN_PYTHON, "-I", str(RENDER_PROBE), str(network_data), str(target), *macs], timeout)
 
 
 def build_drive(spec: Path, fmt: str, dest: Path) -> Path:
