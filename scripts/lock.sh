@@ -10,6 +10,8 @@
 #   requirements-test.txt     + the test extra (which includes libvirt and postgres)
 #   requirements-build.txt    the build backend ([build-system] requires)
 #   tests/pyyaml-oldest.txt   PyYAML at the lower bound pyproject.toml admits
+#   tests/readers.txt         the third-party metadata readers (tests/readers.in)
+#                             that tests/test_readers_*.py install in a venv of their own
 #
 # uv only resolves (pinned here, in a throw-away venv); the files it writes
 # are pip-tools' compiled-requirements format, which plain pip installs with
@@ -47,3 +49,6 @@ compile requirements-libvirt.txt --extra libvirt -c requirements-test.txt pyproj
 compile requirements.txt -c requirements-test.txt pyproject.toml - < "$tool/build.in"
 compile requirements-build.txt -c requirements-test.txt - < "$tool/build.in"
 compile tests/pyyaml-oldest.txt - < "$tool/pyyaml-oldest.in"
+# Not held to the project's versions: the readers run in their own venv, as
+# a guest would install them.
+compile tests/readers.txt tests/readers.in
