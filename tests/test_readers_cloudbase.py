@@ -141,9 +141,12 @@ def test_password_is_posted_once(tmp_path: Path) -> None:
     key = tmp_path / "id_rsa"
     subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "admin@test", "-f", str(key)],
                    check=True, timeout=60)
-    # windows.yaml's key is an x509 certificate: cloudbase-init encrypts with an SSH RSA key
+    # windows.yaml as it is (its RSA key and its WinRM certificate), with a key whose private
+    # half the test holds in place of the sample's: the plugin must pick the RSA key every time
     spec = loopback_spec(SAMPLES / "windows.yaml", tmp_path,
-                         keys=[{"name": "admin-rsa", "data": key.with_suffix(".pub").read_text().strip()}])
+                         keys=[{"name": "admin", "data": key.with_suffix(".pub").read_text().strip()},
+                               {"name": "winrm-cert", "type": "x509",
+                                "data": (SAMPLES / "files" / "winrm-cert.pem").read_text().strip()}])
     password = "Cb-" + secrets.token_urlsafe(12)
     with direct_api(tmp_path, spec) as api:
         got = probe("cloudbase-password", api.url, password, str(key))
