@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hypervisor import HypervisorError, attach, devices, policy
-from metadata_content.errors import SpecError
+from metadata_content.errors import Failure, SpecError
 from metadata_content.spec import instance_from_data
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -86,7 +86,7 @@ def _one(dom: libvirt.virDomain, lookup: Lookup, force: bool, images_dir: Path,
         outcome = attach.attach(dom, instance, fmt, images_dir, epoch=epoch)
     except HypervisorError as err:
         return Result(name, uuid, "failed", str(err))
-    except (OSError, ValueError) as err:  # image could not be written (disk full, too big)
+    except (OSError, Failure) as err:  # image could not be built or written (too big, disk full)
         return Result(name, uuid, "failed", f"cannot build the drive: {err}")
     except libvirt.libvirtError as err:
         return Result(name, uuid, "failed", f"libvirt: {err.get_error_message()}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -148,8 +149,12 @@ def _value(field: dataclasses.Field[Any], value: Any, where: str) -> Any:
     try:
         if parse is None:
             value = _convert(value, default)
-        elif isinstance(value, str):  # a TOML number or an option's value is one already
+        elif isinstance(value, str):
             value = parse(value)
+        elif isinstance(value, bool) or not isinstance(value, int):  # a mode given as 1.5 or true
+            raise ValueError(f"{value!r} is not {_kind(default)} (write it as text, e.g. \"0660\")")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
     except (TypeError, ValueError) as exc:
         reason = str(exc) if parse is not None else f"{value!r} is not {_kind(default)}"
         raise ConfigError(f"{where}: {reason}") from None

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh Debian machine (Debian
-# packages, .venv from requirements/test.txt), runs the static checks (ruff,
+# packages, .venv from requirements-test.txt), runs the static checks (ruff,
 # mypy: their settings are in pyproject.toml), then the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -463,3 +463,5 @@ def test_local_ipv4_falls_back_to_the_asker_as_nova_does(api: ApiServer) -> None
     assert b"local-ipv4" in get(api, "/latest/meta-data/", MINIMAL, "", **forwarded).body.split(b"\n")
     rich = get(api, "/latest/meta-data/local-ipv4", **forwarded).body  # a fixed IPv4 wins
     assert rich == b"192.0.2.10"
+    mapped = {"X-Forwarded-For": "::ffff:192.0.2.78"}  # haproxy on a dual-stack bind
+    assert get(api, "/latest/meta-data/local-ipv4", MINIMAL, "", **mapped).body == b"192.0.2.78"

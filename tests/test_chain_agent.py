@@ -65,6 +65,8 @@ class _Echo(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("X-Openstack-Request-Id", "req-upstream")
         self.send_header("Set-Cookie", "never=passed")
+        if status == 405:
+            self.send_header("Allow", "GET, HEAD")
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         if self.command != "HEAD":
@@ -180,6 +182,12 @@ def test_forwards_only_identity_headers_and_the_whole_body(agent: str, env: dict
                                            (201, 502), (302, 502), (418, 502)])
 def test_status_mapping(agent: str, code: int, expected: int) -> None:
     assert ask(agent, f"/status/{code}")[0] == expected
+
+
+def test_a_405_keeps_its_allow_header(agent: str) -> None:
+    """RFC 9110: the API's 405 names the methods the path takes; the guest must see it too."""
+    status, headers, _ = ask(agent, "/status/405")
+    assert status == 405 and {k.lower(): v for k, v in headers.items()}.get("allow") == "GET, HEAD"
 
 
 def test_slow_api_gives_504_within_the_timeout(agent: str) -> None:

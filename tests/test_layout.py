@@ -186,9 +186,10 @@ def test_building_an_image_loads_no_service(tmp_path):
     chain, libvirt or their libraries (their modules are imported only when run)."""
     import subprocess
 
-    code = ("import sys; from pathlib import Path; from configdrive.images.build import Job, build_one; "
-            f"build_one(Job(Path('samples/rich.yaml'), Path({str(tmp_path / 'cd.iso')!r})), 'iso9660', "
-            "size=None, epoch=None, force=False); print('\\n'.join(sys.modules))")
+    # the console script's own path: cli -> commands.images -> images.build, printed at exit
+    code = ("import atexit, sys; atexit.register(lambda: print('\\n'.join(sys.modules))); "
+            f"sys.argv = ['configdrive', 'build', '-i', 'samples/rich.yaml', '-o', {str(tmp_path / 'cd.iso')!r}]; "
+            "from configdrive.cli import main; main()")
     loaded = set(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                                 check=True, timeout=60).stdout.split())
     forbidden = {m for m in loaded if m.split(".")[0] in (*SERVICE_LIBRARIES, "hypervisor", "pyfatfs", "jsonschema")

@@ -46,6 +46,8 @@ def test_defaults_then_file_then_environment_then_options(tmp_path: Path) -> Non
     ("", {"CONFIGDRIVE_API_CACHE_TTL": "soon"}, "CONFIGDRIVE_API_CACHE_TTL: 'soon' is not a number"),
     ("", {"CONFIGDRIVE_VENDORDATA_DYNAMIC_FAILURE_FATAL": "maybe"}, "is not true or false"),
     ("[api\n", {}, "configdrive.toml: "),
+    ("[api]\ncache_ttl = nan\n", {}, "[api] cache_ttl: nan is not a number"),
+    ("", {"CONFIGDRIVE_API_CACHE_TTL": "inf"}, "CONFIGDRIVE_API_CACHE_TTL: inf is not a number"),
 ])
 def test_refused(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -81,3 +83,15 @@ def test_the_readme_example_is_accepted_by_every_component(tmp_path: Path) -> No
     assert (load_config(conf, {}).store_url or "").startswith("postgresql://")
     assert load_agent_config(conf, {}).socket_mode == 0o660
     assert load(LibvirtSettings, conf, {}).force_config_drive is False
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[agent]\nsocket_mode = 1.5\n", "[agent] socket_mode: 1.5 is not a whole number"),
+    ("[agent]\nsocket_mode = true\n", "[agent] socket_mode: True is not a whole number")])
+def test_a_mode_is_an_octal_text_or_an_integer(tmp_path: Path, text: str, message: str) -> None:
+    """A float or a boolean mode reached the agent's start-up and ended in a traceback."""
+    with pytest.raises(ConfigError) as err:
+        load_agent_config(_file(tmp_path, text), {})
+    assert message in str(err.value)
+    assert load_agent_config(_file(tmp_path, '[agent]\nsocket_mode = "0600"\n'), {}).socket_mode == 0o600
+

@@ -268,3 +268,29 @@ def test_bad_documents_give_our_error(text) -> None:
     with pytest.raises(yaml_loader.SpecYAMLError) as caught:
         yaml_loader.load(text)
     assert caught.value.line is not None and "\n" not in str(caught.value)
+
+
+def test_aliases_cannot_expand_a_small_text_into_a_huge_value(tmp_path):
+    """Nine levels of ten aliases each would be 10^9 values for the checks, the renderer and
+    the store: refused while scanning, with the line, before anything is built."""
+    levels = ["v0: &v0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"v{i}: &v{i} [{', '.join([f'*v{i - 1}'] * 10)}]" for i in range(1, 9)]
+    spec = write(tmp_path, f"uuid: {UUID}\nhostname: h\nvendor_data:\n" + "".join(f"  {line}\n" for line in levels))
+    with pytest.raises(SpecError) as err:
+        load_instance(spec)
+    assert err.value.problems[0].message == (
+        "invalid YAML: aliases expand this document to more than 100,000 values (line 8, column 57)")
+    small = write(tmp_path, f"uuid: {UUID}\nhostname: h\nvendor_data: {{a: &a [1, 2], b: *a, c: *a}}\n")
+    assert read_spec(small)["vendor_data"] == {"a": [1, 2], "b": [1, 2], "c": [1, 2]}
+
+
+@pytest.mark.parametrize("value,message", [
+    ('{"x": 1e999}', "invalid JSON: 1e999 is not a finite number"),
+    ('{"x": 1, "x": 2}', "invalid JSON: duplicate key 'x'"),
+    ('{"x": ' + "9" * 5000 + "}", "invalid JSON: a number of 5000 digits is too long")])
+def test_json_values_a_guest_could_not_read(tmp_path, value, message):
+    """What JSON's parser would take but a drive's JSON cannot hold (or would keep silently)."""
+    spec = write(tmp_path, f'{{"uuid": "{UUID}", "hostname": "h", "vendor_data": {value}}}', "spec.json")
+    with pytest.raises(SpecError) as err:
+        load_instance(spec)
+    assert err.value.problems[0].message == message

@@ -61,6 +61,8 @@ def agent(config_file: str | None, **opts: Any) -> None:
         serve_agent(config)
     except RuntimeError as err:
         fail(EXIT_FAILURE, str(err))
+    except OSError as err:  # e.g. no permission to create the socket's directory
+        fail(EXIT_FAILURE, f"cannot serve on {config.socket}: {err.strerror or err}")
 
 
 # -- proxy -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ class ImageFormat(click.Choice):
     def __init__(self) -> None:
         from configdrive.images.formats import FORMATS
 
-        super().__init__(list(FORMATS))
+        super().__init__(list(FORMATS), case_sensitive=False)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from configdrive.images.formats import ALIASES

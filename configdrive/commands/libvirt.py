@@ -21,6 +21,7 @@ from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, ImageForma
 from configdrive.commands.service import setting_option, with_store_options
 from hypervisor import NEEDS_LIBVIRT_PYTHON
 from hypervisor.policy import LibvirtSettings
+from metadata_content.errors import Failure
 from metadata_content.settings import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -134,7 +135,7 @@ def attach(domain: str, instance_ref: str, fmt: str, target: str | None, connect
                    f"'configdrive sync' matches them by uuid", err=True)
     try:
         outcome = _run(lambda: attaching.attach(dom, instance, fmt, folder, target, epoch=epoch))
-    except (OSError, ValueError) as err:
+    except (OSError, Failure) as err:  # the image could not be built or written
         fail(EXIT_FAILURE, f"cannot build the drive: {err}; nothing was changed")
     click.echo(outcome.line())
 

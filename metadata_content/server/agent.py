@@ -55,7 +55,7 @@ ROUTER_HEADER = "x-neutron-router-id"
 # are added because our API answers them for IMDSv2 tokens and password POSTs.
 RELAYED = frozenset({200, 400, 401, 403, 404, 405, 409, 411, 500, 502, 503, 504})
 # Response headers worth passing back to the guest besides Content-Type (the rest are hop details).
-PASSED_BACK = ("x-openstack-request-id", "x-aws-ec2-metadata-token-ttl-seconds")
+PASSED_BACK = ("x-openstack-request-id", "x-aws-ec2-metadata-token-ttl-seconds", "allow")
 # Guest request headers forwarded besides the four identity headers: IMDSv2's
 # token headers (a token is bound to one instance by HMAC, so it cannot choose one).
 TOKEN_HEADERS = (("x-aws-ec2-metadata-token", "X-aws-ec2-metadata-token"),

@@ -76,6 +76,18 @@ def forwarded_chain(environ: dict[str, Any]) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def plain_address(text: str) -> str:
+    """*text* as a guest would write its own address: an IPv4-mapped IPv6 address as
+    IPv4, an interface zone (``%eth0``) dropped; anything unparsable as it came."""
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return text
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
 class TrustedProxies:
     """Addresses or networks whose X-Forwarded-For is believed (direct mode)."""
 

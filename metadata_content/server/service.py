@@ -156,8 +156,8 @@ class MetadataService:
         haproxy appended (the last), in direct mode the client address identity used."""
         if self.config.mode == "proxy":
             chain = ident.forwarded_chain(environ)
-            return chain[-1] if chain else ""
-        return self.trusted.client_address(environ)
+            return ident.plain_address(chain[-1]) if chain else ""
+        return ident.plain_address(self.trusted.client_address(environ))
 
     def _reply(self, answer: Answer, uuid: str, path_class: str) -> Reply:
         allow = (("Allow", answer.allow),) if answer.allow else ()  # a 405 names what the path takes

@@ -1,7 +1,6 @@
 """A validated spec dict -> :class:`Instance` (defaults and EC2 id derivation)."""
 from __future__ import annotations
 
-import base64
 import copy
 from typing import Any
 
@@ -19,6 +18,7 @@ from metadata_content.model import (
     Vlan,
 )
 from metadata_content.spec.addresses import Addresses
+from metadata_content.spec.validators import decode_base64
 
 
 def build(data: dict[str, Any], addresses: Addresses | None = None) -> Instance:
@@ -64,7 +64,9 @@ def build(data: dict[str, Any], addresses: Addresses | None = None) -> Instance:
 
 
 def _b64(value: str) -> bytes:
-    return base64.b64decode("".join(value.split()))
+    decoded = decode_base64(value)
+    assert decoded is not None, "the checks refuse what is not base64"
+    return decoded
 
 
 def _ec2_id(value: str | int | None, prefix: str) -> str | None:

@@ -3,6 +3,7 @@ nesting limit and its own words for every mistake, with the line."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,12 @@ def parse_file(path: Path) -> Any:
 def _parse_json(text: str, source: str) -> Any:
     """json.loads, with this project's nesting limit and words for its errors."""
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int,
+                          object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise SpecError(source, [Problem("", f"invalid JSON: {exc.msg} (line {exc.lineno}, "
                                              f"column {exc.colno})")]) from None
-    except ValueError as exc:  # Infinity or NaN
+    except ValueError as exc:  # raised by the hooks below, worded there
         raise SpecError(source, [Problem("", f"invalid JSON: {exc}")]) from None
     except RecursionError:
         data = None  # deeper than the interpreter allows: certainly over the limit
@@ -78,3 +80,28 @@ def _line_too_deep(text: str) -> int:
 def _no_constant(name: str) -> Any:
     """json.loads takes Infinity and NaN; guests' JSON cannot hold them."""
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """``1e999`` is infinite as a float: the drive's JSON would carry ``Infinity``."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    """Python refuses over 4,300 digits in its own words; no spec value comes near."""
+    if len(text) > 1000:
+        raise ValueError(f"a number of {len(text)} digits is too long")
+    return int(text)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads keeps the last of two equal keys; a spec means one of them (YAML refuses too)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"duplicate key {key!r}")
+        found[key] = value
+    return found

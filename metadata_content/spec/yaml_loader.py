@@ -93,7 +93,7 @@ def _int_decimal(loader: SpecLoader, node: yaml.ScalarNode) -> int:
 
 
 def _float_finite(loader: SpecLoader, node: yaml.ScalarNode) -> float:
-    """A float JSON can write: ``1e999`` or ``!!float .inf`` would reach guests as ``Infinity``."""
+    """A float JSON can write: ``1.0e999`` or ``!!float .inf`` would reach guests as ``Infinity``."""
     value = yaml.constructor.SafeConstructor.construct_yaml_float(loader, node)
     if not math.isfinite(value):
         raise SpecYAMLError(f"{node.value!r} is not a finite number (JSON has no infinity or NaN)",
@@ -169,6 +169,11 @@ def load(text: str) -> Any:
         loader.dispose()
 
 
+# Far above any real spec (the rich sample holds a few hundred values); only
+# aliases can make a value this large from a small text.
+MAX_VALUES = 100_000
+
+
 def _too_deep(mark: Any) -> SpecYAMLError:
     return SpecYAMLError(f"nested too deeply (more than {MAX_NESTING} levels of lists and mappings)", mark)
 
@@ -188,31 +193,47 @@ def _scan(text: str) -> _Scan:
     levels down), is found here and worded by us.
     """
     depth = documents = end = 0
-    anchors: set[str] = set()
+    sizes: dict[str, int] = {}  # anchor -> how many values its node holds, aliases expanded
+    open_: list[list[Any]] = []  # [anchor, values so far] of each collection not yet closed
     problem = None
     try:
         for event in yaml.parse(text, Loader=SpecLoader):
             kind = type(event)
+            done = 0  # values a node completed by this event holds
             if isinstance(event, yaml.AliasEvent):
-                if event.anchor not in anchors:
+                if event.anchor not in sizes:
                     problem = SpecYAMLError(f"alias *{event.anchor} has no anchor &{event.anchor} before it",
                                             event.start_mark)
-            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                else:
+                    done = sizes[event.anchor]
+            elif isinstance(event, yaml.ScalarEvent):
+                done = 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_NESTING:
                     problem = _too_deep(event.start_mark)
+                open_.append([event.anchor, 1])
+                if event.anchor is not None:  # an alias inside it is a cycle: construction words that
+                    sizes[event.anchor] = 1
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
                 depth -= 1
+                anchor, done = open_.pop()
+                if anchor is not None:
+                    sizes[anchor] = done
             elif kind is yaml.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
                     problem = SpecYAMLError("a second document starts here: a spec is one document",
                                             event.start_mark)
+            if done and open_:
+                open_[-1][1] += done
+                if open_[-1][1] > MAX_VALUES:  # aliases of aliases: a small text, a huge value
+                    problem = SpecYAMLError(f"aliases expand this document to more than {MAX_VALUES:,} values",
+                                            event.start_mark)
             if problem is not None:
                 return _Scan(problem, None, depth, end)
-            anchor = getattr(event, "anchor", None)
-            if anchor is not None:
-                anchors.add(anchor)
             end = event.end_mark.index if event.end_mark is not None else end
     except yaml.YAMLError as exc:
         return _Scan(None, exc, depth, end)
