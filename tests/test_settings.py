@@ -95,3 +95,19 @@ def test_a_mode_is_an_octal_text_or_an_integer(tmp_path: Path, text: str, messag
     assert message in str(err.value)
     assert load_agent_config(_file(tmp_path, '[agent]\nsocket_mode = "0600"\n'), {}).socket_mode == 0o600
 
+
+
+def test_store_commands_read_only_the_store_section(tmp_path: Path) -> None:
+    """`instances` opens the store and nothing else: a mistake in [api] is the API's to
+    report, not a reason to refuse `instances list`; one in [store] still stops it (exit 2)."""
+    from tests.conftest import run_cli
+
+    data = tmp_path / "data"
+    conf = _file(tmp_path, f'[store]\ndata_dir = "{data}"\n[api]\nworkerz = 2\n')
+    listed = run_cli("instances", "--config", str(conf), "list")
+    assert listed.returncode == 0, listed.stderr
+    served = run_cli("serve", "api", "--config", str(conf), "--mode", "direct")
+    assert served.returncode == 2 and b"unknown key 'workerz' in [api]" in served.stderr
+    bad = _file(tmp_path, "[store]\nurll = 'x'\n")
+    refused = run_cli("instances", "--config", str(bad), "list")
+    assert refused.returncode == 2 and b"unknown key 'urll' in [store]" in refused.stderr

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, config_or_exit, fail
+from configdrive.commands.common import EXIT_BAD_INPUT, EXIT_FAILURE, fail, store_settings_or_exit
 from configdrive.commands.service import setting_option, with_store_options
 from metadata_content.server.config import AgentConfig
 from metadata_content.settings import default_of
@@ -260,7 +260,7 @@ def _doctor_store(config_file: str | None, data_dir: str | None, store_url: str 
     ((None, None) lets diagnose_netns take it)."""
     if not (config_file or data_dir or store_url) and lab is not None:
         return None, None
-    config = config_or_exit(config_file, data_dir=data_dir, store_url=store_url)
+    config = store_settings_or_exit(config_file, data_dir=data_dir, store_url=store_url)
     return config.store_url, config.data_dir
 
 

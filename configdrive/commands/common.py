@@ -14,6 +14,7 @@ import click
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
     from metadata_content.server.config import ApiConfig
+    from metadata_content.settings import StoreSettings
     from metadata_content.store import Store
 
 class ImageFormat(click.Choice):
@@ -64,7 +65,19 @@ def config_or_exit(config_file: str | None, **overrides: Any) -> ApiConfig:
         sys.exit(EXIT_BAD_INPUT)
 
 
-def store_or_exit(config: ApiConfig) -> Store:
+def store_settings_or_exit(config_file: str | None, **overrides: Any) -> StoreSettings:
+    """[store] only (file < env < options), for commands that open the store and nothing
+    else: a mistake in another section is that section's owner's to report; exit 2."""
+    from metadata_content.settings import ConfigError, StoreSettings, load
+
+    try:
+        return load(StoreSettings, config_file, **overrides)
+    except ConfigError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def store_or_exit(config: StoreSettings) -> Store:
     """Open the configured store; any driver error prints one line (no password) and exits 1."""
     from metadata_content.store import Store
 
@@ -93,4 +106,4 @@ def _redacted(store_url: str | None, data_dir: str | None, reason: str) -> tuple
 
 def open_store(config_file: str | None, data_dir: str | None, store_url: str | None) -> Store:
     """The instance store the --config/--data-dir/--store-url options name; exit 2 or 1 on errors."""
-    return store_or_exit(config_or_exit(config_file, data_dir=data_dir, store_url=store_url))
+    return store_or_exit(store_settings_or_exit(config_file, data_dir=data_dir, store_url=store_url))

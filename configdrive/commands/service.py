@@ -20,6 +20,7 @@ from configdrive.commands.common import (
     config_or_exit,
     fail,
     store_or_exit,
+    store_settings_or_exit,
 )
 from configdrive.lazy_group import LazyGroup
 from metadata_content.server.config import IMDS_MODES, MODES, AgentConfig, ApiConfig
@@ -99,7 +100,7 @@ def with_store_options(fn: Any) -> Any:
 def instances(ctx: click.Context, config_file: str | None, data_dir: str | None,
               store_url: str | None) -> None:
     """Register instances with the metadata store (SQLite under the data dir, or PostgreSQL)."""
-    ctx.obj = {"config": config_or_exit(config_file, data_dir=data_dir, store_url=store_url)}
+    ctx.obj = {"config": store_settings_or_exit(config_file, data_dir=data_dir, store_url=store_url)}
 
 
 @instances.command("add")
