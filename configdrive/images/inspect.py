@@ -344,39 +344,40 @@ def _read_fat(path: Path) -> Drive:
     pf.get_cluster_chain = _claiming(pf.get_cluster_chain)  # loops and cross-links are refused
     files: dict[str, bytes] = {}
     problems: list[str] = []
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # pyfatfs warns of broken long names, also while we walk
+        warnings.simplefilter("ignore")
+        try:
             pf.open(str(path), read_only=True)
-        boot_label = bytes(pf.bpb_header["BS_VolLab"]).decode("ascii", "replace").rstrip()
-        root_label = None
-        stack = [("", pf.root_dir, 0)]
-        seen_dirs = {pf.root_dir.get_cluster()}
-        while stack:
-            prefix, directory, depth = stack.pop()
-            for entry in directory._get_entries_raw():
-                if entry.is_volume_id():
-                    if not prefix:
-                        root_label = bytes(entry.name.name).decode("ascii", "replace").rstrip()
-                    continue
-                if entry.is_special():
-                    continue
-                rel = f"{prefix}{_fat_name(entry)}"
-                budget.entry(rel, depth)
-                if entry.is_directory():
-                    if entry.get_cluster() in seen_dirs:  # a directory inside itself
-                        raise _Malformed(f"directory {rel} loops back to cluster "
-                                         f"{entry.get_cluster()}")
-                    seen_dirs.add(entry.get_cluster())
-                    stack.append((rel + "/", entry, depth + 1))
-                else:
-                    if rel in files:
-                        raise _Malformed(f"{rel}: two entries of that name")
-                    files[rel] = _read_chain(pf, entry)
-                    budget.take(len(files[rel]), rel)
-    finally:
-        if pf.initialized:
-            pf.close()
+            boot_label = bytes(pf.bpb_header["BS_VolLab"]).decode("ascii", "replace").rstrip()
+            root_label = None
+            stack = [("", pf.root_dir, 0)]
+            # FAT12/16 roots live outside the data area: their "cluster" is no cluster at all
+            seen_dirs = {pf.root_dir.get_cluster()} if pf.fat_type == pf.FAT_TYPE_FAT32 else set()
+            while stack:
+                prefix, directory, depth = stack.pop()
+                for entry in directory._get_entries_raw():
+                    if entry.is_volume_id():
+                        if not prefix:
+                            root_label = bytes(entry.name.name).decode("ascii", "replace").rstrip()
+                        continue
+                    if entry.is_special():
+                        continue
+                    rel = f"{prefix}{_fat_name(entry)}"
+                    budget.entry(rel, depth)
+                    if entry.is_directory():
+                        if entry.get_cluster() in seen_dirs:  # a directory inside itself
+                            raise _Malformed(f"directory {rel} loops back to cluster "
+                                             f"{entry.get_cluster()}")
+                        seen_dirs.add(entry.get_cluster())
+                        stack.append((rel + "/", entry, depth + 1))
+                    else:
+                        if rel in files:
+                            raise _Malformed(f"{rel}: two entries of that name")
+                        files[rel] = _read_chain(pf, entry)
+                        budget.take(len(files[rel]), rel)
+        finally:
+            if pf.initialized:
+                pf.close()
     label = root_label if root_label is not None else boot_label
     if root_label is not None and root_label != boot_label:
         problems.append(f"boot sector label {boot_label!r} differs from the root directory "
