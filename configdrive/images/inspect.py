@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import io
 import json
-import posixpath
 import re
 import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from metadata_content.render import openstack
 from metadata_content.render import versions as v
 
 LABEL = "config-2"
+
+# Images are untrusted: reading one is bounded by the image's own size, so a
+# crafted image cannot make us walk, hold or extract more than it really holds.
+MAX_ENTRIES = 10_000  # files and directories on one drive (config drives have ~50)
+MAX_DEPTH = 32  # directory levels below the root (config drives use 3)
+SIZE_FACTOR = 4  # the files may total at most this many times the image (hard links share extents)
+MAX_JSON_DEPTH = 100  # nesting levels of a JSON file (metadata nests 4 or 5)
+MAX_DIR_RECORDS = 50_000  # ISO 9660 directory records pycdlib may be handed
 
 
 class NotADrive(Exception):
@@ -85,22 +92,71 @@ def read_drive(path: Path) -> Drive:
     except OSError as err:
         raise NotADrive(f"{path}: cannot read: {err.strerror}") from None
     if len(head) >= 0x8006 and head[0x8001:0x8006] == b"CD001":
-        return _read_iso(path)
-    if _looks_fat(head):
-        return _read_fat(path)
-    raise NotADrive(f"{path}: not a config drive image (neither ISO 9660 nor FAT)")
+        kind, reader = "ISO 9660", _read_iso
+    elif _looks_fat(head):
+        kind, reader = "FAT", _read_fat
+    else:
+        raise NotADrive(f"{path}: not a config drive image (neither ISO 9660 nor FAT)")
+    try:
+        return reader(path)
+    except NotADrive:
+        raise
+    except Exception as err:  # pycdlib and pyfatfs fail on hostile images in any way
+        raise NotADrive(f"{path}: unreadable {kind} image: {_reason(err)}") from None
+
+
+def _reason(err: BaseException) -> str:
+    """One line for a library's failure; bare KeyError(28) and the like get their type named."""
+    from pycdlib.pycdlibexception import PyCdlibException
+    from pyfatfs._exceptions import PyFATException
+    if isinstance(err, MemoryError):
+        return "structures too large to hold in memory"
+    if isinstance(err, RecursionError):
+        return "structures nested too deeply"
+    text = " ".join(str(err).split())
+    if isinstance(err, (PyCdlibException, PyFATException, _Malformed)) and text:
+        return text
+    return f"malformed structure ({type(err).__name__}: {text or '-'})"
+
+
+class _Malformed(ValueError):
+    """A structural fault we found ourselves; read_drive turns it into NotADrive."""
+
+
+class _Budget:
+    """What reading one image may cost: entries, depth and bytes, from the image's size."""
+
+    def __init__(self, image_size: int) -> None:
+        self.image_size = image_size
+        self.entries = 0
+        self.bytes = 0
+
+    def entry(self, rel: str, depth: int) -> None:
+        self.entries += 1
+        if self.entries > MAX_ENTRIES:
+            raise _Malformed(f"more than {MAX_ENTRIES} files and directories")
+        if depth > MAX_DEPTH:
+            raise _Malformed(f"{rel}: directories nested more than {MAX_DEPTH} levels deep")
+        name = rel.rsplit("/", 1)[-1]
+        if name in ("", ".", "..") or "\0" in name:
+            raise _Malformed(f"bad file name {rel!r}")
+
+    def take(self, size: int, rel: str) -> None:
+        self.bytes += size
+        if self.bytes > SIZE_FACTOR * self.image_size:
+            raise _Malformed(f"{rel}: the files add up to more than {SIZE_FACTOR} times the "
+                             f"image's {self.image_size} bytes (records sharing extents or clusters)")
 
 
 # ---------------------------------------------------------------- ISO 9660
 
 def _read_iso(path: Path) -> Drive:
     import pycdlib
-    from pycdlib.pycdlibexception import PyCdlibException
+    with open(path, "rb") as fh:
+        size = _iso_prescan(fh)
+    budget = _Budget(size)
     iso = pycdlib.PyCdlib()
-    try:
-        iso.open(str(path))
-    except (PyCdlibException, OSError, struct.error, ValueError) as err:
-        raise NotADrive(f"{path}: unreadable ISO 9660 image: {err}") from None
+    iso.open(str(path))
     try:
         label = iso.pvd.volume_identifier.decode("ascii", "replace").rstrip(" \0")
         notes = []
@@ -115,20 +171,126 @@ def _read_iso(path: Path) -> Drive:
         else:
             key = "iso_path"
         files: dict[str, bytes] = {}
-        for root, _dirs, leaves in iso.walk(**{key: "/"}):
-            for name in leaves:
-                full = posixpath.join(root, name)
-                out = io.BytesIO()
-                iso.get_file_from_iso_fp(out, **{key: full})
-                rel = full.lstrip("/")
-                if key == "iso_path":
-                    rel = rel.split(";")[0].rstrip(".").lower()
-                files[rel] = out.getvalue()
-    except (PyCdlibException, struct.error, ValueError) as err:
-        raise NotADrive(f"{path}: unreadable ISO 9660 image: {err}") from None
+        extents: dict[tuple[int, int], bytes] = {}  # records sharing an extent share its bytes
+        with open(path, "rb") as fh:
+            for rel, record in _iso_files(iso, key, budget):
+                if rel in files:
+                    raise _Malformed(f"{rel}: two records of that name")
+                where = (record.extent_location() * iso.logical_block_size, record.get_data_length())
+                budget.take(where[1], rel)
+                if where not in extents:
+                    extents[where] = _read_at(fh, *where, size, rel)
+                files[rel] = extents[where]
     finally:
         iso.close()
     return Drive(path, "iso9660", label, files, notes)
+
+
+def _read_at(fh: BinaryIO, offset: int, length: int, size: int, rel: str) -> bytes:
+    if offset + length > size:
+        raise _Malformed(f"{rel}: its data ({length} bytes at {offset}) lies beyond the image's end")
+    fh.seek(offset)
+    return fh.read(length)
+
+
+def _iso_prescan(fh: BinaryIO) -> int:
+    """Walk the directory extents of every volume descriptor before pycdlib does: each
+    directory once, all of them inside the image and within MAX_DIR_RECORDS, so that
+    pycdlib's own parse is bounded by the image's size. Returns the image's size."""
+    size = fh.seek(0, io.SEEK_END)
+    records = 0
+    for number in range(16, 16 + 64):
+        fh.seek(number * 2048)
+        vd = fh.read(2048)
+        if len(vd) < 2048 or vd[1:6] != b"CD001" or vd[0] == 255:
+            break
+        if vd[0] not in (1, 2):
+            continue
+        block = struct.unpack_from("<H", vd, 128)[0] or 2048
+        seen: set[int] = set()
+        pending = [struct.unpack_from("<I", vd, 156 + 2)[0]]
+        lengths = {pending[0]: struct.unpack_from("<I", vd, 156 + 10)[0]}
+        walked = 0
+        while pending:
+            extent = pending.pop()
+            seen.add(extent)
+            data = _read_at(fh, extent * block, lengths[extent], size, f"directory at block {extent}")
+            walked += len(data)
+            if walked > size:
+                raise _Malformed("directories overlap (their extents add up to more than the image)")
+            at = 0
+            while at < len(data):
+                length = data[at]
+                if length == 0:  # padding up to the next block
+                    at = (at // block + 1) * block
+                    continue
+                if length < 34 or at + length > len(data):
+                    raise _Malformed(f"directory at block {extent}: bad record at byte {at}")
+                records += 1
+                if records > MAX_DIR_RECORDS:
+                    raise _Malformed(f"more than {MAX_DIR_RECORDS} directory records")
+                child, child_length = struct.unpack_from("<I4xI", data, at + 2)
+                is_dot = data[at + 32] == 1 and data[at + 33] in (0, 1)
+                if data[at + 25] & 0x02 and not is_dot and child not in seen:
+                    seen.add(child)
+                    lengths[child] = child_length
+                    pending.append(child)
+                at += length
+    return size
+
+
+def _iso_name(record: Any, key: str) -> str:
+    rr = record.rock_ridge if key == "rr_path" else None
+    if rr is not None and rr.name():
+        return bytes(rr.name()).decode("utf-8", "replace")
+    if key == "joliet_path":
+        return bytes(record.file_identifier()).decode("utf-16_be", "replace").split(";")[0]
+    name = bytes(record.file_identifier()).decode("ascii", "replace")
+    return name.split(";")[0].rstrip(".").lower() if key == "iso_path" else name.split(";")[0]
+
+
+def _parent_link(directory: Any) -> int | None:
+    """Block that a relocated directory's PL entry names as its parent, if it has one."""
+    for child in directory.children:
+        if child.is_dotdot():
+            rr = child.rock_ridge
+            if rr is not None and rr.parent_link_record_exists() and rr.parent_link is not None:
+                return int(rr.parent_link.extent_location())
+            return None
+    return None
+
+
+def _iso_files(iso: Any, key: str, budget: _Budget) -> Any:
+    """(relative name, record) of every file, walking records ourselves: pycdlib's walk
+    rebuilds each path by following Rock Ridge parent links, which a crafted PL loop
+    turns into an endless loop. Relocated directories are listed where their CL entry is;
+    every directory is entered once."""
+    vd = iso.joliet_vd if key == "joliet_path" else iso.pvd
+    root = vd.root_directory_record()
+    seen = {root.extent_location()}
+    stack: list[tuple[str, Any, int]] = [("", root, 0)]
+    while stack:
+        prefix, directory, depth = stack.pop()
+        for child in directory.children:
+            if child.is_dot() or child.is_dotdot():
+                continue
+            rr = child.rock_ridge if key == "rr_path" else None
+            if rr is not None and rr.relocated_record():
+                continue
+            rel = prefix + _iso_name(child, key)
+            budget.entry(rel, depth)
+            target = child
+            if rr is not None and rr.child_link_record_exists():
+                target = rr.cl_to_moved_dr
+                if target is None or _parent_link(target) not in (None, directory.extent_location()):
+                    raise _Malformed(f"{rel}: its Rock Ridge relocation (CL/PL) is inconsistent")
+            if target.is_dir():
+                if target.extent_location() in seen:
+                    raise _Malformed(f"directory {rel} loops back to block {target.extent_location()}")
+                seen.add(target.extent_location())
+                stack.append((rel + "/", target, depth + 1))
+            elif rr is None or not rr.is_symlink():
+                yield rel, child
 
 
 # ---------------------------------------------------------------- FAT
@@ -157,44 +319,65 @@ def _fat_name(entry: Any) -> str:
     return f"{base}.{ext}" if ext else base
 
 
+def _check_fat_geometry(path: Path) -> int:
+    """The boot sector's FAT size and counts, checked against the image before pyfatfs
+    allocates its FAT table from them. Returns the image's size."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, io.SEEK_END)
+        fh.seek(0)
+        boot = fh.read(512)
+    bps, _spc, reserved, fats, root_entries = struct.unpack_from("<HBHBH", boot, 11)
+    fat_sectors = struct.unpack_from("<H", boot, 22)[0] or struct.unpack_from("<I", boot, 36)[0]
+    if not fats or not fat_sectors:
+        raise _Malformed("the boot sector gives no FAT")
+    needed = (reserved + fats * fat_sectors) * bps + root_entries * 32
+    if needed > size:
+        raise _Malformed(f"the boot sector's FATs and root directory ({needed} bytes) do not fit "
+                         f"in the image ({size} bytes)")
+    return size
+
+
 def _read_fat(path: Path) -> Drive:
-    from pyfatfs._exceptions import PyFATException
     from pyfatfs.PyFat import PyFat
+    budget = _Budget(_check_fat_geometry(path))
     pf = PyFat()
-    pf.get_cluster_chain = _acyclic(pf.get_cluster_chain)  # a looped FAT would never end
+    pf.get_cluster_chain = _claiming(pf.get_cluster_chain)  # loops and cross-links are refused
     files: dict[str, bytes] = {}
     problems: list[str] = []
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # pyfatfs warns of broken long names, also while we walk
+        warnings.simplefilter("ignore")
+        try:
             pf.open(str(path), read_only=True)
-        boot_label = bytes(pf.bpb_header["BS_VolLab"]).decode("ascii", "replace").rstrip()
-        root_label = None
-        stack = [("", pf.root_dir)]
-        seen_dirs = {pf.root_dir.get_cluster()}
-        while stack:
-            prefix, directory = stack.pop()
-            for entry in directory._get_entries_raw():
-                if entry.is_volume_id():
-                    if not prefix:
-                        root_label = bytes(entry.name.name).decode("ascii", "replace").rstrip()
-                    continue
-                if entry.is_special():
-                    continue
-                rel = f"{prefix}{_fat_name(entry)}"
-                if entry.is_directory():
-                    if entry.get_cluster() in seen_dirs:  # a directory inside itself
-                        raise ValueError(f"directory {rel} loops back to cluster "
-                                         f"{entry.get_cluster()}")
-                    seen_dirs.add(entry.get_cluster())
-                    stack.append((rel + "/", entry))
-                else:
-                    files[rel] = _read_chain(pf, entry)
-    except (PyFATException, OSError, struct.error, ValueError, IndexError) as err:
-        raise NotADrive(f"{path}: unreadable FAT image: {err}") from None
-    finally:
-        if pf.initialized:
-            pf.close()
+            boot_label = bytes(pf.bpb_header["BS_VolLab"]).decode("ascii", "replace").rstrip()
+            root_label = None
+            stack = [("", pf.root_dir, 0)]
+            # FAT12/16 roots live outside the data area: their "cluster" is no cluster at all
+            seen_dirs = {pf.root_dir.get_cluster()} if pf.fat_type == pf.FAT_TYPE_FAT32 else set()
+            while stack:
+                prefix, directory, depth = stack.pop()
+                for entry in directory._get_entries_raw():
+                    if entry.is_volume_id():
+                        if not prefix:
+                            root_label = bytes(entry.name.name).decode("ascii", "replace").rstrip()
+                        continue
+                    if entry.is_special():
+                        continue
+                    rel = f"{prefix}{_fat_name(entry)}"
+                    budget.entry(rel, depth)
+                    if entry.is_directory():
+                        if entry.get_cluster() in seen_dirs:  # a directory inside itself
+                            raise _Malformed(f"directory {rel} loops back to cluster "
+                                             f"{entry.get_cluster()}")
+                        seen_dirs.add(entry.get_cluster())
+                        stack.append((rel + "/", entry, depth + 1))
+                    else:
+                        if rel in files:
+                            raise _Malformed(f"{rel}: two entries of that name")
+                        files[rel] = _read_chain(pf, entry)
+                        budget.take(len(files[rel]), rel)
+        finally:
+            if pf.initialized:
+                pf.close()
     label = root_label if root_label is not None else boot_label
     if root_label is not None and root_label != boot_label:
         problems.append(f"boot sector label {boot_label!r} differs from the root directory "
@@ -202,14 +385,18 @@ def _read_fat(path: Path) -> Drive:
     return Drive(path, "vfat", label, files, [f"FAT{pf.fat_type}"], problems)
 
 
-def _acyclic(follow):
-    """pyfatfs's cluster-chain walk, refusing a chain that comes back on itself."""
-    def chain(first_cluster):
-        seen = set()
+def _claiming(follow: Any) -> Any:
+    """pyfatfs's cluster-chain walk, where every cluster may belong to one chain once:
+    a chain that comes back on itself or runs into another file's (cross-linked clusters,
+    which would multiply what we read) is refused."""
+    claimed: set[int] = set()
+
+    def chain(first_cluster: int) -> Any:
         for cluster in follow(first_cluster):
-            if cluster in seen:
-                raise ValueError(f"cluster chain from {first_cluster} loops at cluster {cluster}")
-            seen.add(cluster)
+            if cluster in claimed:
+                raise _Malformed(f"cluster {cluster} is reached twice (from the chain at "
+                                 f"{first_cluster}): a looped or cross-linked FAT")
+            claimed.add(cluster)
             yield cluster
     return chain
 
@@ -230,10 +417,29 @@ def _read_chain(pf: Any, entry: Any) -> bytes:
 
 def _json(files: dict[str, bytes], name: str, problems: list[str]) -> Any:
     try:
-        return json.loads(files[name])
+        doc = json.loads(files[name])
     except (ValueError, UnicodeDecodeError) as err:
         problems.append(f"{name}: invalid JSON: {err}")
         return None
+    except RecursionError:
+        problems.append(f"{name}: JSON nested more than {MAX_JSON_DEPTH} levels deep")
+        return None
+    if _depth(doc) > MAX_JSON_DEPTH:  # the schema checks after us recurse as deep as the data
+        problems.append(f"{name}: JSON nested more than {MAX_JSON_DEPTH} levels deep")
+        return None
+    return doc
+
+
+def _depth(doc: Any) -> int:
+    """Nesting depth of a parsed JSON document, without recursion."""
+    deepest = 0
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def _network_problems(parsed: dict[str, Any]) -> list[str]:
