@@ -26,10 +26,11 @@ import pytest
 
 from metadata_content.chain import dnsmasq, haproxy, netns
 from metadata_content.chain.doctor import _UnixHTTP
+from metadata_content.server import agent as agentmod
 from metadata_content.server.agent import guest_address, mac_from_link_local
 from metadata_content.server.identity import sign_instance_id
 from metadata_content.spec import instance_from_data, read_spec
-from metadata_content.store import Store
+from metadata_content.store import PASSWORD_MAX, Store
 from tests.conftest import ROOT, SAMPLES
 from tests.support.chainlab import peak_rss_kib
 
@@ -510,12 +511,18 @@ def test_haproxy_configuration() -> None:
     assert "http-request del-header X-Neutron-Router-ID" in net
     assert "http-request set-header X-Neutron-Network-ID net-1" in net
     assert net.index("del-header") < net.index("set-header")
-    for line in ("option forwardfor", "maxconn 1024", "retries 3", "timeout http-request    30s",
+    for line in ("option forwardfor", "maxconn 1024", "retries 3", "timeout http-request    10s",
                  "timeout connect         30s", "timeout client          32s",
                  "timeout server          32s", "timeout http-keep-alive 30s", "server metadata /run/a.sock",
                  "log stdout"):
         assert line in net, line
     assert "/dev/log" not in net and "429" not in net
+    assert "tcp-request connection reject if { src_conn_cur(per_source) ge 16 }" in net
+    assert net.index("reject if") < net.index("track-sc1 src table per_source")  # the new one not counted
+    assert "deny deny_status 413 if { req.hdr_val(content-length) gt 1020 }" in net
+    assert "wait-for-body time 10s at-least 1021" in net and "{ req.body_size gt 1020 }" in net
+    assert "maxconn 64" in haproxy.render("/run/a.sock", network_id="net-1", maxconn=64)
+    assert haproxy.BODY_MAX == agentmod.BODY_MAX == PASSWORD_MAX  # what the API accepts
     rtr = haproxy.render("/run/a.sock", router_id="r-1", rate_limit=haproxy.RateLimit.parse("10/5"))
     assert "bind 0.0.0.0:9697" in rtr and "del-header X-Neutron-Network-ID" in rtr
     assert "set-header X-Neutron-Router-ID r-1" in rtr and "deny_status 429" in rtr and "gt 10" in rtr

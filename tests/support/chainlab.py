@@ -38,10 +38,11 @@ def assert_gone(state: LabState) -> None:
 
 
 @contextmanager
-def running_lab(lab_dir: Path, **options: Any) -> Iterator[LabState]:
-    """A two-guest lab in mode both (g0 via the DHCP port, g1 via the router), torn down after."""
+def running_lab(lab_dir: Path, mode: str = "both", **options: Any) -> Iterator[LabState]:
+    """A two-guest lab, torn down after: in mode both g0 goes via the DHCP port and
+    g1 via the router; in mode dhcp both share the DHCP port's proxy."""
     require_chain_tools()
-    state = labmod.up(lab_dir, guests=2, mode="both", **options)
+    state = labmod.up(lab_dir, guests=2, mode=mode, **options)
     try:
         yield state
     finally:
