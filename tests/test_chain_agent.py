@@ -7,6 +7,7 @@ end-to-end tests run the agent against the real API.
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,13 @@ import pytest
 
 from metadata_content.chain import dnsmasq, haproxy, netns
 from metadata_content.chain.doctor import _UnixHTTP
+from metadata_content.server import agent as agentmod
 from metadata_content.server.agent import guest_address, mac_from_link_local
 from metadata_content.server.identity import sign_instance_id
 from metadata_content.spec import instance_from_data, read_spec
-from metadata_content.store import Store
+from metadata_content.store import PASSWORD_MAX, Store
 from tests.conftest import ROOT, SAMPLES
+from tests.support.chainlab import peak_rss_kib
 
 WEB = read_spec(SAMPLES / "webserver.yaml")
 WEB_NET = WEB["nics"][0]["network_id"]
@@ -131,6 +134,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def agent(env: dict[str, Any], upstream: Recorder) -> Iterator[str]:
     proc, sock = start_agent(env, f"http://127.0.0.1:{upstream.server_port}", "main",
                              "--timeout", "1", "--cache-ttl", "600")
+    env["agent_pid"] = proc.pid  # for the memory checks
     yield sock
     stop(proc)
 
@@ -154,7 +158,7 @@ def ask(sock: str, path: str = "/openstack", method: str = "GET", body: bytes | 
 
 
 def test_forwards_only_identity_headers_and_the_whole_body(agent: str, env: dict[str, Any]) -> None:
-    body = bytes(range(256)) * 400  # 100 kB: Neutron read one 4 KiB recv
+    body = bytes(range(256)) * 3 + bytes(252)  # 1020 bytes, the largest body the API takes
     status, headers, out = ask(agent, "/openstack/latest/password?x=1&y=%2F", "POST", body,
                                **{"X-Instance-ID": "forged", "X-Tenant-ID": "forged",
                                   "X-Instance-ID-Signature": "forged", "Cookie": "a=b",
@@ -240,6 +244,81 @@ def test_header_names_are_matched_exactly(agent: str) -> None:
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
     assert {k.lower(): v for k, v in json.loads(body)["headers"]}["x-instance-id"] == WEB["uuid"]
+
+
+def raw_request(sock: str, head: str, body: Iterable[bytes] = (), seconds: float = 20.0) -> bytes:
+    """Send *head* and then *body* (from a thread, stopping when the agent stops
+    reading) on the agent's socket; the whole answer, read until the agent closes."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(seconds)
+        s.connect(sock)
+        s.sendall(head.encode())
+
+        def send() -> None:
+            with contextlib.suppress(OSError):
+                for piece in body:
+                    s.sendall(piece)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := s.recv(65536):
+                answer += chunk
+                if b"\r\n\r\n" in answer and b"connection: close" not in answer.lower():
+                    break  # the head and (short) body of an answer on a kept-alive connection
+        s.shutdown(socket.SHUT_RDWR)
+        sender.join(timeout=seconds)
+        return answer
+
+
+def identity_head(method: str, extra: str) -> str:
+    return (f"{method} /openstack/latest/password HTTP/1.1\r\nHost: x\r\n"
+            f"X-Neutron-Network-ID: {WEB_NET}\r\nX-Forwarded-For: {WEB_IP}\r\n{extra}\r\n")
+
+
+BIG = 256 * 1024 * 1024  # what one guest might send; the agent must not hold it
+
+
+def test_large_bodies_are_refused_unread(agent: str, env: dict[str, Any]) -> None:
+    """A body above the API's largest (the password's 1020 bytes) gets 413 before
+    it is read, with Content-Length or chunked: the worker's peak memory stays put."""
+    status, _, out = ask(agent, "/openstack/latest/password", "POST", b"p" * 1021)
+    assert status == 413, (status, out)
+    status, _, out = ask(agent, "/openstack/latest/password", "POST", b"p" * 1020)
+    assert status == 200 and json.loads(out)["body_len"] == 1020
+    before = peak_rss_kib(env["agent_pid"])
+    piece = bytes(1024 * 1024)
+    answer = raw_request(agent, identity_head("POST", f"Content-Length: {BIG}\r\n"),
+                         (piece for _ in range(BIG // len(piece))))
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    chunk = b"%x\r\n" % len(piece) + piece + b"\r\n"
+    answer = raw_request(agent, identity_head("POST", "Transfer-Encoding: chunked\r\n"),
+                         (chunk for _ in range(BIG // len(piece))))
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    small = b"%x\r\n" % 1021 + b"p" * 1021 + b"\r\n0\r\n\r\n"  # chunked, one byte too many
+    assert raw_request(agent, identity_head("POST", "Transfer-Encoding: chunked\r\n"),
+                       iter([small])).startswith(b"HTTP/1.1 413")
+    fitting = b"%x\r\n" % 1000 + b"p" * 1000 + b"\r\n14\r\n" + b"q" * 20 + b"\r\n0\r\n\r\n"
+    answer = raw_request(agent, identity_head("POST", "Transfer-Encoding: chunked\r\n"), iter([fitting]))
+    assert answer.startswith(b"HTTP/1.1 200") and b'"body_len": 1020' in answer, answer
+    grown = peak_rss_kib(env["agent_pid"]) - before
+    assert grown < 64 * 1024, f"the agent's peak memory grew by {grown} KiB"
+    assert ask(agent)[0] == 200
+
+
+def test_malformed_chunked_body_is_400(agent: str, env: dict[str, Any]) -> None:
+    """A broken chunked body is the guest's mistake: 400, and no traceback in the log."""
+    log = env["dir"] / "main.log"
+    offset = log.stat().st_size
+    for body in (b"zz\r\nabc\r\n0\r\n\r\n", b"3\r\nabcdef\r\n0\r\n\r\n"):
+        answer = raw_request(agent, identity_head("POST", "Transfer-Encoding: chunked\r\n"), iter([body]))
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    time.sleep(0.2)  # the log is written by another process
+    with open(log, "rb") as f:
+        f.seek(offset)
+        assert b"Traceback" not in f.read()
+    assert ask(agent)[0] == 200
 
 
 def test_api_unreachable_is_503(env: dict[str, Any]) -> None:
@@ -440,12 +519,18 @@ def test_haproxy_configuration() -> None:
     assert "http-request del-header X-Neutron-Router-ID" in net
     assert "http-request set-header X-Neutron-Network-ID net-1" in net
     assert net.index("del-header") < net.index("set-header")
-    for line in ("option forwardfor", "maxconn 1024", "retries 3", "timeout http-request    30s",
+    for line in ("option forwardfor", "maxconn 1024", "retries 3", "timeout http-request    10s",
                  "timeout connect         30s", "timeout client          32s",
                  "timeout server          32s", "timeout http-keep-alive 30s", "server metadata /run/a.sock",
                  "log stdout"):
         assert line in net, line
     assert "/dev/log" not in net and "429" not in net
+    assert "tcp-request connection reject if { src_conn_cur(per_source) ge 16 }" in net
+    assert net.index("reject if") < net.index("track-sc1 src table per_source")  # the new one not counted
+    assert "deny deny_status 413 if { req.hdr_val(content-length) gt 1020 }" in net
+    assert "wait-for-body time 10s at-least 1021" in net and "{ req.body_size gt 1020 }" in net
+    assert "maxconn 64" in haproxy.render("/run/a.sock", network_id="net-1", maxconn=64)
+    assert haproxy.BODY_MAX == agentmod.BODY_MAX == PASSWORD_MAX  # what the API accepts
     rtr = haproxy.render("/run/a.sock", router_id="r-1", rate_limit=haproxy.RateLimit.parse("10/5"))
     assert "bind 0.0.0.0:9697" in rtr and "del-header X-Neutron-Network-ID" in rtr
     assert "set-header X-Neutron-Router-ID r-1" in rtr and "deny_status 429" in rtr and "gt 10" in rtr

@@ -23,9 +23,23 @@ from pathlib import Path
 
 from metadata_content.chain.processes import stop_pids
 
-TIMEOUTS = {"http-request": 30, "connect": 30, "client": 32, "server": 32, "http-keep-alive": 30}
+# http-request 10 s, not Neutron's 30 s: a request head (and a body of at most
+# BODY_MAX) is sent at once by every metadata client, and a half-sent one holds
+# one of the MAXCONN slots until this expires.
+TIMEOUTS = {"http-request": 10, "connect": 30, "client": 32, "server": 32, "http-keep-alive": 30}
 MAXCONN = 1024
 RETRIES = 3
+# Concurrent connections one source address may hold (more are closed at once).
+# A guest's readers (cloud-init, cloudbase-init, glean) use one connection at a
+# time, so 16 leaves room for several processes behind one address and their
+# kept-alive connections, while one guest takes at most 16 of the MAXCONN slots:
+# a mass boot of hundreds of guests on one network still finds free slots, and
+# half-sent request heads from one guest no longer stall the others.
+PER_SOURCE_CONNECTIONS = 16
+# The largest request body the API accepts (store.PASSWORD_MAX, a password;
+# not imported: the store loads SQLAlchemy); larger ones get 413 here, before
+# haproxy forwards a byte of them. A test keeps the two equal.
+BODY_MAX = 1020
 
 
 @dataclass(frozen=True)
@@ -46,12 +60,17 @@ class RateLimit:
 
 def render(socket_path: str, *, network_id: str | None = None, router_id: str | None = None,
            bind: str | None = None, bind_v6: str | None = None, bind_v6_interface: str | None = None,
-           rate_limit: RateLimit | None = None) -> str:
+           rate_limit: RateLimit | None = None, maxconn: int = MAXCONN) -> str:
     """The haproxy configuration for one network's or router's proxy.
 
     *bind* defaults to 169.254.169.254:80 for a network, 0.0.0.0:9697 for a router.
-    The rate-limit table is ``type ipv6`` whatever the binds: it also keeps IPv4
+    The stick tables are ``type ipv6`` whatever the binds: they also keep IPv4
     sources (as ::ffff:a.b.c.d), while a ``type ip`` table never tracks IPv6 guests.
+    Always present: at most PER_SOURCE_CONNECTIONS connections per source (the
+    rate limit counts only complete requests, so it cannot stop half-sent ones)
+    and bodies of at most BODY_MAX bytes, by Content-Length and, for a chunked
+    body, by what arrived (``wait-for-body`` waits for one byte beyond the limit).
+    *maxconn* is for tests that need the slots to run out sooner.
     """
     if bool(network_id) == bool(router_id):
         raise ValueError("give exactly one of a network id or a router id")
@@ -68,7 +87,7 @@ def render(socket_path: str, *, network_id: str | None = None, router_id: str | 
     lines = [
         "global",
         "    log stdout format raw local0 info",
-        f"    maxconn {MAXCONN}",
+        f"    maxconn {maxconn}",
         "",
         "defaults",
         "    log global",
@@ -81,6 +100,11 @@ def render(socket_path: str, *, network_id: str | None = None, router_id: str | 
         *(f"    timeout {name:<15} {seconds}s" for name, seconds in TIMEOUTS.items()),
         "",
     ]
+    lines += [
+        "backend per_source",
+        "    stick-table type ipv6 size 100k expire 60s store conn_cur",
+        "",
+    ]
     if rate_limit:
         lines += [
             "backend rate_limiter",
@@ -91,6 +115,10 @@ def render(socket_path: str, *, network_id: str | None = None, router_id: str | 
     lines += ["listen metadata", f"    bind {bind}"]
     if bind_v6:
         lines.append(f"    bind {bind_v6}" + (f" interface {bind_v6_interface}" if bind_v6_interface else ""))
+    lines += [
+        f"    tcp-request connection reject if {{ src_conn_cur(per_source) ge {PER_SOURCE_CONNECTIONS} }}",
+        "    tcp-request connection track-sc1 src table per_source",
+    ]
     if rate_limit:
         lines += [
             "    http-request track-sc0 src table rate_limiter",
@@ -98,6 +126,9 @@ def render(socket_path: str, *, network_id: str | None = None, router_id: str | 
             f"{{ sc_http_req_rate(0,rate_limiter) gt {rate_limit.requests} }}",
         ]
     lines += [
+        f"    http-request deny deny_status 413 if {{ req.hdr_val(content-length) gt {BODY_MAX} }}",
+        f"    http-request wait-for-body time {TIMEOUTS['http-request']}s at-least {BODY_MAX + 1}",
+        f"    http-request deny deny_status 413 if {{ req.body_size gt {BODY_MAX} }}",
         f"    http-request del-header X-Neutron-{other}-ID",
         f"    http-request set-header X-Neutron-{own}-ID {ident}",
         f"    server metadata {socket_path}",

@@ -355,16 +355,16 @@ def start_agent(state: LabState, workers: int = 1, timeout: float = 30.0) -> int
 
 
 def start_proxy(state: LabState, kind: GuestPath, rate_limit: haproxy.RateLimit | None = None,
-                socket_path: str | None = None) -> int:
+                socket_path: str | None = None, maxconn: int = haproxy.MAXCONN) -> int:
     """(Re)start haproxy for the DHCP namespace (network id) or the router namespace
     (router id); a running one is reloaded gracefully when its configuration changes."""
     sock = socket_path or str(state.socket)
     if kind == "dhcp":
-        text = haproxy.render(sock, network_id=state.network_id, rate_limit=rate_limit,
+        text = haproxy.render(sock, network_id=state.network_id, rate_limit=rate_limit, maxconn=maxconn,
                               bind_v6=f"[{netns.METADATA_V6}]:80", bind_v6_interface="tap-dhcp")
         ns, ident = state.dhcp_ns, state.network_id
     else:
-        text = haproxy.render(sock, router_id=state.router_id, rate_limit=rate_limit)
+        text = haproxy.render(sock, router_id=state.router_id, rate_limit=rate_limit, maxconn=maxconn)
         ns, ident = state.router_ns, state.router_id
     files = haproxy.ProxyFiles(state.dir, ident)
     pid, _ = haproxy.start(ns, files, text, env={LAB_ENV: str(state.dir)})

@@ -14,7 +14,8 @@ guest adds one; a forged single value there is overwritten by nothing.
 
 Differences from Neutron 29 (SPEC section 6, "defects not to copy"): the
 listen backlog is honoured (default 4096), the socket mode is applied
-(default 0660), bodies are read whole, port lookups are cached for a short
+(default 0660), bodies are read whole up to the largest the API takes
+(beyond that 413, before a byte more is read), port lookups are cached for a short
 TTL and dropped when the store changes, and API connections are kept alive
 in a pool instead of one TCP connection per request.
 
@@ -41,6 +42,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from granian.rsgi import ProtocolClosed, ProtocolError
+
 from metadata_content.server.config import AGENT_RESOLVED_ENV, AgentConfig, ConfigError, read_secret
 from metadata_content.server.identity import proxy_headers
 from metadata_content.server.runtime import UNKNOWN_ERROR, AccessLog, Refusal, Reply, setup_logging
@@ -48,6 +51,11 @@ from metadata_content.server.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("configdrive.agent")
 
+# The largest body the API accepts (store.PASSWORD_MAX, a password; not imported:
+# the store loads SQLAlchemy, which the parent process never needs). One guest's
+# larger body would otherwise sit in the memory of the agent that serves every
+# network. A test keeps the two equal.
+BODY_MAX = 1020
 MAX_CACHED = 100_000  # port lookups kept; beyond that the oldest goes
 NETWORK_HEADER = "x-neutron-network-id"
 ROUTER_HEADER = "x-neutron-router-id"
@@ -233,9 +241,10 @@ class Agent:
             if request.path == "/healthz" and not (network_id or router_id):
                 reply = await self.health()
             else:
+                check_length(request.headers)
                 instance, project = await identify(network_id, router_id, request.xff, self.ports, rid)
-                # the whole body (Neutron read one 4 KiB recv and cut the rest)
-                data = await protocol() if request.has_body else None
+                # the whole body (Neutron read one 4 KiB recv and cut the rest), up to BODY_MAX
+                data = await read_body(protocol, request.headers) if request.has_body else None
                 reply = await self.forward(request, data, instance, project or "", rid)
         except Refusal as exc:
             reply = exc.reply()
@@ -307,6 +316,50 @@ class Agent:
         ok = all(report.get(k) == "ok" for k in ("store", "api", "signature"))
         return Reply(200 if ok else 503, json.dumps({"status": "ok" if ok else "fail", **report}).encode(),
                      "application/json")
+
+
+def check_length(headers: dict[str, str]) -> None:
+    """Refuse a declared body above BODY_MAX (413) before any of it is read."""
+    length = headers.get("content-length")
+    if length is None:
+        return
+    if not (length.isascii() and length.isdigit()):
+        raise Refusal(400, "Content-Length is not a number.")
+    if int(length) > BODY_MAX:
+        raise Refusal(413, f"The request body is larger than {BODY_MAX} bytes.")
+
+
+async def read_body(protocol: Any, headers: dict[str, str], limit: int = BODY_MAX) -> bytes:
+    """The body, at most *limit* bytes; a broken or cut-off body is the guest's
+    mistake: 400, not a traceback.
+
+    With Content-Length (already checked against *limit*) granian reads exactly
+    that much and raises on a short or broken body. A chunked body declares no
+    size, so it is counted as it streams in and refused (413) at the first byte
+    beyond *limit*. Granian's stream does not raise on broken chunked encoding:
+    it yields an empty piece and then ends, where a sound body yields its one
+    empty piece last; so an empty piece followed by anything is refused (which
+    also refuses chunked trailers, which no metadata client sends)."""
+    broken = Refusal(400, "The request body is malformed or incomplete.")
+    try:
+        if "content-length" in headers:
+            return bytes(await protocol())
+        parts: list[bytes] = []
+        size = 0
+        ended = False
+        async for chunk in protocol:
+            if ended:
+                raise broken
+            if not chunk:
+                ended = True
+                continue
+            size += len(chunk)
+            if size > limit:
+                raise Refusal(413, f"The request body is larger than {limit} bytes.")
+            parts.append(chunk)
+    except (ProtocolClosed, ProtocolError):
+        raise broken from None
+    return b"".join(parts)
 
 
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=._~-]*")

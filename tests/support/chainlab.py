@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,44 @@ def assert_gone(state: LabState) -> None:
 
 
 @contextmanager
-def running_lab(lab_dir: Path, **options: Any) -> Iterator[LabState]:
-    """A two-guest lab in mode both (g0 via the DHCP port, g1 via the router), torn down after."""
+def running_lab(lab_dir: Path, mode: str = "both", **options: Any) -> Iterator[LabState]:
+    """A two-guest lab, torn down after: in mode both g0 goes via the DHCP port and
+    g1 via the router; in mode dhcp both share the DHCP port's proxy."""
     require_chain_tools()
-    state = labmod.up(lab_dir, guests=2, mode="both", **options)
+    state = labmod.up(lab_dir, guests=2, mode=mode, **options)
     try:
         yield state
     finally:
         labmod.down(lab_dir)
     assert_gone(state)
+
+
+def descendants(pid: int) -> list[int]:
+    """*pid* and every process below it (the agent's granian workers are its children)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            with suppress(OSError):
+                todo += [int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
+    return found
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The largest peak resident size (VmHWM, KiB) among *pid* and its descendants:
+    a body read whole shows there even after it was freed."""
+    peak = 0
+    for each in descendants(pid):
+        try:
+            status = Path(f"/proc/{each}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]))
+    return peak
