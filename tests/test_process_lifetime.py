@@ -1,0 +1,131 @@
+"""The services' processes as a whole: workers die with their main process,
+a start never shares its address with another generation, and a taken
+address ends the start with one line and nothing left running.
+
+Everything here is a real `configdrive serve api|agent` process; each test
+finds the processes it started by an environment marker (so also the ones
+that outlive their parent) and kills them by pid, also when it fails.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from metadata_content.chain.processes import alive
+from tests.conftest import ROOT
+from tests.support.api_support import prepare
+from tests.support.apiserver import api_server, free_port
+
+MARK = "PROCTEST_MARK"  # not CONFIGDRIVE_*: the settings refuse unknown keys there
+
+
+def marked(token: str) -> list[int]:
+    """Every live process whose environment carries MARK=token."""
+    want = f"{MARK}={token}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if want in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0") and alive(int(entry)):
+                found.append(int(entry))
+    return found
+
+
+def wait_gone(pids: list[int], seconds: float) -> list[int]:
+    """The pids of *pids* still alive after *seconds* (at most)."""
+    deadline = time.monotonic() + seconds
+    left = [p for p in pids if alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if alive(p)]
+    return left
+
+
+@pytest.fixture
+def token() -> Iterator[str]:
+    """A fresh marker; whatever still carries it at the end is SIGKILLed by pid."""
+    value = uuid.uuid4().hex
+    yield value
+    for pid in marked(value):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not wait_gone(marked(value), 10)
+
+
+def _get(port: int, path: str, headers: dict[str, str] | None = None) -> int:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_api_workers_die_with_a_killed_main_process(tmp_path: Path, token: str) -> None:
+    """kill -9 of the API's main process: every worker is gone within seconds, and
+    the API restarted on the same address (now with IMDSv2 required) answers alone."""
+    data, secret = prepare(tmp_path, "webserver")
+    port, admin_port = free_port(), free_port()
+    env = {MARK: token}
+    with api_server(tmp_path, "--data-dir", str(data), "--secret-file", str(secret), env=env,
+                    port=port, admin_port=admin_port) as api:
+        assert _get(port, "/latest/meta-data/") == 400  # proxy mode, no identity headers: served
+        workers = [p for p in marked(token) if p != api.proc.pid]
+        assert len(workers) >= 2, workers  # two workers (and multiprocessing's resource tracker)
+        os.kill(api.proc.pid, signal.SIGKILL)
+        api.proc.wait(timeout=10)
+        assert wait_gone(workers, 10) == [], "workers outlived their main process"
+    with api_server(tmp_path, "--data-dir", str(data), "--secret-file", str(secret), "--imds-v2", "required",
+                    env=env, port=port, admin_port=admin_port):
+        statuses = [_get(port, "/latest/meta-data/") for _ in range(40)]
+    assert statuses == [401] * 40
+
+
+def _start_agent(tmp: Path, token: str, data: Path, secret: Path, sock: Path) -> subprocess.Popen[bytes]:
+    log = open(tmp / "agent.log", "ab")  # noqa: SIM115 - closed right after Popen
+    with log:
+        proc = subprocess.Popen([sys.executable, "-m", "configdrive", "serve", "agent", "--socket", str(sock),
+                                 "--api", "http://127.0.0.1:9", "--secret-file", str(secret),
+                                 "--data-dir", str(data), "--workers", "2"],
+                                cwd=ROOT, env={**os.environ, MARK: token}, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"agent exited {proc.returncode}: {(tmp / 'agent.log').read_text()}")
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
+            probe.connect(str(sock))
+            if len(marked(token)) >= 3:  # main and both workers
+                return proc
+        time.sleep(0.05)
+    raise AssertionError(f"agent did not start: {(tmp / 'agent.log').read_text()}")
+
+
+def test_agent_workers_die_with_a_killed_main_process(tmp_path: Path, token: str) -> None:
+    """kill -9 of the agent's main process: its workers go too, so a new agent
+    can take the socket (it refuses while anything still serves there)."""
+    data, secret = prepare(tmp_path, "webserver")
+    sock = tmp_path / "agent.sock"
+    first = _start_agent(tmp_path, token, data, secret, sock)
+    workers = [p for p in marked(token) if p != first.pid]
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert wait_gone(workers, 10) == [], "agent workers outlived their main process"
+    second = _start_agent(tmp_path, token, data, secret, sock)
+    second.send_signal(signal.SIGTERM)
+    second.wait(timeout=20)
