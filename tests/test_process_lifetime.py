@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from metadata_content.chain.processes import alive
-from tests.conftest import ROOT
+from tests.conftest import CLI, ROOT
 from tests.support.api_support import prepare
 from tests.support.apiserver import api_server, free_port
 
@@ -94,6 +94,57 @@ def test_api_workers_die_with_a_killed_main_process(tmp_path: Path, token: str) 
                     env=env, port=port, admin_port=admin_port):
         statuses = [_get(port, "/latest/meta-data/") for _ in range(40)]
     assert statuses == [401] * 40
+
+
+def test_api_refuses_an_address_another_process_listens_on(tmp_path: Path, token: str) -> None:
+    """A listener with SO_REUSEPORT (as granian's workers bind) on --bind: the API must not
+    serve beside it (an old generation would keep answering); one line, exit 1, nothing left."""
+    data, secret = prepare(tmp_path, "webserver")
+    port = free_port()
+    with socket.socket() as stranger:
+        stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        stranger.bind(("127.0.0.1", port))
+        stranger.listen()
+        proc = _run_api(tmp_path, token, data, secret, "--bind", f"127.0.0.1:{port}",
+                        "--admin-bind", f"127.0.0.1:{free_port()}")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1, proc.stderr
+    assert lines[-1].startswith("error: ") and f"127.0.0.1:{port}" in lines[-1] and "--bind" in lines[-1], lines
+    assert "Traceback" not in proc.stderr
+    assert wait_gone(marked(token), 5) == []
+
+
+def test_api_with_its_admin_address_taken_says_so_and_leaves_nothing(tmp_path: Path, token: str) -> None:
+    """The admin address held by another API: one line naming it and --admin-bind, exit 1,
+    no worker left; `serve api --help` says how to run two APIs on one host."""
+    data, secret = prepare(tmp_path, "webserver")
+    with api_server(tmp_path, "--data-dir", str(data), "--secret-file", str(secret), workers=1) as first:
+        proc = _run_api(tmp_path, token, data, secret, "--bind", f"127.0.0.1:{free_port()}",
+                        "--admin-bind", f"127.0.0.1:{first.admin_port}")
+        assert first.admin("/healthz").status == 200  # the first one is untouched
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"127.0.0.1:{first.admin_port}" in last and "--admin-bind" in last, last
+    assert wait_gone(marked(token), 5) == []
+    helptext = subprocess.run([*CLI, "serve", "api", "--help"], capture_output=True, text=True, cwd=ROOT,
+                              timeout=60, check=True).stdout
+    assert "two APIs" in " ".join(helptext.split())
+
+
+def _run_api(tmp: Path, token: str, data: Path, secret: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`serve api` expected to give up: its result, or a failure after 30 s (then killed by pid)."""
+    proc = subprocess.Popen([*CLI, "serve", "api", "--data-dir", str(data), "--secret-file", str(secret),
+                             "--workers", "2", *args], cwd=ROOT, env={**os.environ, MARK: token},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        for pid in marked(token):  # its workers too: they hold the pipes open
+            os.kill(pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+        raise AssertionError("serve api kept running on a taken address") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _start_agent(tmp: Path, token: str, data: Path, secret: Path, sock: Path) -> subprocess.Popen[bytes]:
