@@ -96,6 +96,42 @@ def test_api_workers_die_with_a_killed_main_process(tmp_path: Path, token: str) 
     assert statuses == [401] * 40
 
 
+def test_api_workers_exit_when_the_main_process_died_before_they_started(tmp_path: Path, token: str) -> None:
+    """The race: main killed while its workers still import (before the death signal is
+    armed); they must notice the lost parent themselves and exit, not serve as orphans."""
+    data, secret = prepare(tmp_path, "webserver")
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "serve", "api", "--data-dir", str(data), "--secret-file", str(secret),
+                             "--workers", "2", "--bind", f"127.0.0.1:{port}", "--admin-bind",
+                             f"127.0.0.1:{free_port()}"], cwd=ROOT, env={**os.environ, MARK: token},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 30
+    workers: list[int] = []
+    while not workers and time.monotonic() < deadline:
+        workers = [p for p in marked(token) if b"spawn_main" in _cmdline(p) and _ppid(p) == proc.pid]
+        time.sleep(0.005)
+    assert workers, "no worker was spawned"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert wait_gone(marked(token), 20) == [], "workers started after their main process died kept running"
+    with pytest.raises(OSError):
+        _get(port, "/latest/meta-data/")
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def test_api_refuses_an_address_another_process_listens_on(tmp_path: Path, token: str) -> None:
     """A listener with SO_REUSEPORT (as granian's workers bind) on --bind: the API must not
     serve beside it (an old generation would keep answering); one line, exit 1, nothing left."""
