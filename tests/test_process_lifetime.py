@@ -216,3 +216,25 @@ def test_agent_workers_die_with_a_killed_main_process(tmp_path: Path, token: str
     second = _start_agent(tmp_path, token, data, secret, sock)
     second.send_signal(signal.SIGTERM)
     second.wait(timeout=20)
+
+
+def test_lab_status_and_doctor_agree_after_the_api_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the lab's API (main process): `lab status` and `doctor` must tell the
+    same story, the API is down, and nothing of it keeps answering. Restarted, both say up."""
+    from metadata_content.chain import lab as labmod
+    from metadata_content.chain.doctor import diagnose_lab
+    from tests.support.chainlab import running_lab
+
+    with running_lab(tmp_path / "lab", api_workers=2) as lab:
+        api_pid = lab.processes["api"]
+        group = [p for p in labmod.lab_pids(lab.dir) if os.getpgid(p) == api_pid]
+        assert len(group) >= 3, group  # main and two workers
+        os.kill(api_pid, signal.SIGKILL)
+        assert wait_gone(group, 10) == [], "the API's workers outlived it"
+        api = labmod.status(lab)["processes"]["api"]
+        assert api["running"] is False and api["orphans"] == [], api
+        for _guest, steps in diagnose_lab(lab.dir):
+            assert not steps[-1].ok and steps[-1].what == "API", steps[-1]
+        labmod.start_api(lab)
+        assert labmod.status(lab)["processes"]["api"]["running"] is True
+        assert all(steps[-1].ok for _guest, steps in diagnose_lab(lab.dir))
