@@ -229,7 +229,8 @@ def lab_status(lab_dir: str | None, as_json: bool) -> None:
     else:
         click.echo(f"lab in {info['dir']} ({info['mode']}), API {info['api']}, agent {info['socket']}")
         for name, proc in info["processes"].items():
-            click.echo(f"  {name:14} pid {proc['pid']:<8} {'running' if proc['running'] else 'NOT RUNNING'}")
+            orphans = f" (orphaned, still alive: {' '.join(map(str, proc['orphans']))})" if proc["orphans"] else ""
+            click.echo(f"  {name:14} pid {proc['pid']:<8} {'running' if proc['running'] else 'NOT RUNNING'}{orphans}")
         for ns, exists in info["namespaces"].items():
             click.echo(f"  netns {ns} {'' if exists else 'MISSING'}")
         for g in info["guests"]:

@@ -207,7 +207,13 @@ def serve() -> None:
 @setting_option(ApiConfig, "cache_ttl", "--cache-ttl", type=float, help="Seconds a rendered instance is reused.")
 @setting_option(ApiConfig, "access_log", "--access-log", help="'-' (stderr), a file, or 'off'.")
 def serve_api(config_file: str | None, data_dir: str | None, store_url: str | None, **opts: Any) -> None:
-    """Serve instance metadata over HTTP (granian WSGI workers, Flask app)."""
+    """Serve instance metadata over HTTP (granian WSGI workers, Flask app).
+
+    \b
+    To run two APIs on one host, give each its own --bind and --admin-bind
+    (e.g. 127.0.0.1:8775/8776 and 127.0.0.1:8785/8786): an address in use
+    ends the start with an error, it is never shared.
+    """
     from metadata_content.server.config import ConfigError
 
     if not opts["trusted_proxies"]:
@@ -217,11 +223,15 @@ def serve_api(config_file: str | None, data_dir: str | None, store_url: str | No
         config.check()
     except ConfigError as err:
         fail(err.exit_code, str(err))
+    from metadata_content.server.serve import StartError
     from metadata_content.server.serve import serve_api as run
 
     click.echo(f"metadata API ({config.mode} mode) on {config.bind}, admin on {config.admin_bind}, "
                f"{config.workers} worker(s)", err=True)
-    run(config)
+    try:
+        run(config)
+    except StartError as err:
+        fail(EXIT_FAILURE, str(err))
 
 
 @click.command()

@@ -10,6 +10,9 @@ is refused (no /proc; probed once per file system) a named temporary file
 ``.<name>.<random>.cfgdrv-tmp`` in the same directory is used and removed on
 error, Ctrl-C and SIGTERM; only SIGKILL can leave it behind, under that
 recognisable name.
+
+Either way the file is fsynced before it is named and the directory after,
+so the name never outlives a power cut without the bytes, nor the other way round.
 """
 from __future__ import annotations
 
@@ -131,14 +134,16 @@ def atomic_output(dest: os.PathLike | str, *, force: bool = False) -> Iterator[B
     if fd is not None:
         with os.fdopen(fd, "w+b") as fh:
             yield fh
-            fh.flush()
+            _sync(fh)
             _link_unnamed(fh.fileno(), dest, force)
+        _sync_directory(directory)
         return
     temp = _temp_name(dest)
     tfd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         with os.fdopen(tfd, "w+b") as fh:
             yield fh
+            _sync(fh)
         if force:
             os.replace(temp, dest)
         else:
@@ -146,3 +151,21 @@ def atomic_output(dest: os.PathLike | str, *, force: bool = False) -> Iterator[B
     finally:  # after link or replace alike: the temporary name goes
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
+    _sync_directory(directory)
+
+
+def _sync(fh: BinaryIO) -> None:
+    """The image's bytes on disk before it gets its name: without this a power cut
+    can leave the name pointing at an empty or partial file (ext4 and XFS commit the
+    link before delayed allocation writes the data)."""
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def _sync_directory(directory: Path) -> None:
+    """The new name itself on disk, so an image reported written survives a power cut."""
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

@@ -422,10 +422,20 @@ def leases(state: LabState) -> None:
 # -- use -------------------------------------------------------------------------------
 
 
+def _orphans(pid: int, live: set[int]) -> list[int]:
+    """Live members of the process group of a service whose recorded process is gone
+    (workers that outlived their main process). They may still answer on the service's
+    address, which `doctor` would then find up while the service is not running."""
+    if pid in live:
+        return []
+    return sorted(p for p in live if _pgid(p) == pid)
+
+
 def status(state: LabState) -> dict[str, Any]:
     """What exists and what runs, for `lab status` and the tests (a JSON document)."""
     live = set(lab_pids(state.dir))
-    procs = {name: {"pid": pid, "running": pid in live} for name, pid in state.processes.items()}
+    procs = {name: {"pid": pid, "running": pid in live, "orphans": _orphans(pid, live)}
+             for name, pid in state.processes.items()}
     return {"dir": str(state.dir), "mode": state.mode, "network_id": state.network_id,
             "router_id": state.router_id, "api": state.api, "socket": str(state.socket),
             "namespaces": {ns: netns.ns_exists(ns) for ns in state.namespaces},

@@ -46,7 +46,14 @@ from granian.rsgi import ProtocolClosed, ProtocolError
 
 from metadata_content.server.config import AGENT_RESOLVED_ENV, AgentConfig, ConfigError, read_secret
 from metadata_content.server.identity import proxy_headers
-from metadata_content.server.runtime import UNKNOWN_ERROR, AccessLog, Refusal, Reply, setup_logging
+from metadata_content.server.runtime import (
+    UNKNOWN_ERROR,
+    AccessLog,
+    Refusal,
+    Reply,
+    die_with_parent,
+    setup_logging,
+)
 from metadata_content.server.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("configdrive.agent")
@@ -375,7 +382,8 @@ def _quote_path(path: str) -> str:
 
 
 def app_from_env() -> Agent:
-    """Factory for the server's worker processes."""
+    """Factory for the server's worker processes (which die with the main process)."""
+    die_with_parent()
     setup_logging()
     return Agent(AgentConfig.from_json(os.environ[AGENT_RESOLVED_ENV]))
 

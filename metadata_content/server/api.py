@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, Response, request
 
 from metadata_content.server.config import RESOLVED_ENV, ApiConfig
-from metadata_content.server.runtime import Reply, setup_logging
+from metadata_content.server.runtime import Reply, die_with_parent, setup_logging
 from metadata_content.server.service import REASONS, MetadataService
 from metadata_content.store import Store
 
@@ -88,6 +88,7 @@ def app_from_env() -> Flask:
     """
     import gc
 
+    die_with_parent()
     setup_logging()
     app = create_app(ApiConfig.from_json(os.environ[RESOLVED_ENV]))
     gc.collect()

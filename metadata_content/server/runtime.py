@@ -94,3 +94,33 @@ def setup_logging() -> None:
     """The log format of every worker process (the pid tells workers apart)."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this worker when the server process that spawned it dies.
+
+    Called first in each worker (the app factories). Without it a ``kill -9`` of
+    the main process leaves its workers serving on the shared socket, beside the
+    next generation. The death signal follows the spawning *thread*: granian
+    spawns and respawns workers from its main thread. A spawned worker needs
+    a while to get here, so the parent may already be gone: then there is no
+    death to wait for and the worker exits at once. A no-op outside a
+    multiprocessing child (an app built in process, as the tests do).
+    """
+    import ctypes
+    import multiprocessing
+    import os
+    import signal
+
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
+    if os.getppid() != parent.pid:  # the parent died before the signal was armed
+        os._exit(1)

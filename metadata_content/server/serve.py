@@ -35,6 +35,37 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+class StartError(RuntimeError):
+    """The API cannot start; the message is the one line an operator reads (exit 1)."""
+
+
+def refuse_shared_address(bind: str, option: str) -> None:
+    """Refuse to start on an address some process already listens on.
+
+    granian's workers bind with SO_REUSEPORT, which the kernel lets any process
+    of the same user share: a second API, or the orphaned workers of a killed
+    one, would take turns with ours on every connection (an old generation
+    answering with its old settings). A probe bound without SO_REUSEPORT fails
+    on any listener there; SO_REUSEADDR keeps it blind to TIME_WAIT leftovers.
+    A stranger arriving between this probe and granian's bind is not caught:
+    the window is the start-up of one process.
+    """
+    host, port = split_bind(bind)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartError(_in_use(bind, option, exc)) from None
+
+
+def _in_use(bind: str, option: str, exc: OSError) -> str:
+    return (f"cannot listen on {bind} ({option}): {exc.strerror or exc}; another process (another API, "
+            f"or the workers of one still running) holds it. Stop it, or give this API its own "
+            f"--bind and --admin-bind")
+
+
 def admin_server(config: ApiConfig, metrics_dir: str) -> ThreadingHTTPServer:
     """The /healthz and /metrics server (started by the caller in a thread)."""
     from metadata_content.store import Store
@@ -88,19 +119,31 @@ def admin_server(config: ApiConfig, metrics_dir: str) -> ThreadingHTTPServer:
         address_family = family
         daemon_threads = True
 
-    return Server((host, port), Handler)
+    try:
+        return Server((host, port), Handler)
+    except OSError as exc:
+        raise StartError(_in_use(config.admin_bind, "--admin-bind", exc)) from None
 
 
 def serve_api(config: ApiConfig) -> None:
-    """Run until SIGTERM/SIGINT. *config* must have passed ``check()``."""
+    """Run until SIGTERM/SIGINT. *config* must have passed ``check()``.
+
+    Both addresses are claimed before any worker exists, so a taken one
+    (:class:`StartError`) leaves nothing running.
+    """
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, RuntimeModes
 
+    refuse_shared_address(config.bind, "--bind")
     metrics_dir = tempfile.mkdtemp(prefix="configdrive-metrics-")
+    try:
+        admin = admin_server(config, metrics_dir)
+    except StartError:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        raise
     os.environ[RESOLVED_ENV] = config.to_json()
     os.environ[METRICS_DIR_ENV] = metrics_dir
     multiprocessing.set_start_method("spawn", force=True)
-    admin = admin_server(config, metrics_dir)
     threading.Thread(target=admin.serve_forever, name="admin", daemon=True).start()
     host, port = split_bind(config.bind)
     try:

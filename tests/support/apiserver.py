@@ -99,9 +99,10 @@ class ApiServer:
 
 @contextlib.contextmanager
 def api_server(tmp: Path, *args: str, env: dict[str, str] | None = None,
-               workers: int = 2, timeout: float = 60) -> Iterator[ApiServer]:
-    """Start the API with *args* (plus loopback binds); yield it once /healthz says ok."""
-    port, admin_port = free_port(), free_port()
+               workers: int = 2, timeout: float = 60, port: int | None = None,
+               admin_port: int | None = None) -> Iterator[ApiServer]:
+    """Start the API with *args* (plus loopback binds, free ports unless given); yield it once /healthz says ok."""
+    port, admin_port = port or free_port(), admin_port or free_port()
     log = tmp / f"api-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
