@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
 
 log = logging.getLogger("configdrive.api")
+EARLY_MAX = 512  # (path, method) answers remembered before identity: every real path fits
 REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
@@ -72,7 +74,7 @@ class MetadataService:
                                  vendor_data2=vendor_data2, max_entries=config.cache_max_instances,
                                  refetch_on_expiry=bool(targets))
         self.tokens = ident.Tokens(bytes.fromhex(self.store.setting("imds_token_key")))
-        self._early: dict[tuple[str, str], Answer | None] = {}
+        self._early: OrderedDict[tuple[str, str], Answer | None] = OrderedDict()
         # request ids: a random per-worker prefix and a counter (os.urandom per
         # request would release the GIL, a measurable cost under load)
         self._rid_prefix = f"req-{os.urandom(4).hex()}-"
@@ -127,10 +129,12 @@ class MetadataService:
             key = (path, method)
             if key in self._early:
                 early = self._early[key]
+                self._early.move_to_end(key)
             else:  # the tree decides what is answered before identification; remember it per path
                 early = lookup_without_instance(path, method)
-                if len(self._early) < 4096:
-                    self._early[key] = early
+                self._early[key] = early
+                if len(self._early) > EARLY_MAX:  # unidentified clients choose these keys: bounded LRU
+                    self._early.popitem(last=False)
             if early is not None:
                 return self._reply(early, "-", "root")
         uuid, entry = self._identify(environ, render)
