@@ -149,3 +149,84 @@ def test_long_paths_are_refused_and_logged_short(env: tuple[Path, Path]) -> None
         time.sleep(1.5)  # the access log is flushed every 0.5 s
         grown = server.log.stat().st_size - before
         assert 0 < grown < 41 * 600, grown
+
+
+# -- 4. store faults ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def write_lock(data: Path) -> Iterator[None]:
+    """Hold the SQLite store's write lock (as a stuck writer would)."""
+    import sqlite3
+
+    conn = sqlite3.connect(data / "store.db", timeout=5, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        conn.close()
+
+
+def test_held_write_lock_gives_503_and_cached_reads_do_not_wait(env: tuple[Path, Path]) -> None:
+    import threading
+
+    tmp, data = env
+    with api_server(tmp, "--data-dir", str(data), "--mode", "direct", workers=1) as server:
+        assert server.request("GET", "/latest/meta-data/hostname").status == 200
+        with write_lock(data):
+            posted: list[int] = []
+            poster = threading.Thread(target=lambda: posted.append(server.request(
+                "POST", "/openstack/latest/password", body=b"secret").status))
+            poster.start()
+            time.sleep(0.5)
+            started = time.monotonic()
+            assert server.request("GET", "/latest/meta-data/hostname").status == 200
+            assert time.monotonic() - started < 2
+            poster.join(timeout=25)
+            assert posted == [503]
+        assert "Traceback" not in server.log.read_text()
+
+
+def test_instances_add_on_a_locked_store_prints_one_line(env: tuple[Path, Path], tmp_path: Path) -> None:
+    _tmp, data = env
+    spec = read_spec(SAMPLES / "webserver.yaml")
+    spec.update(uuid="5e1f0c1a-7a53-4b8e-9b2c-0d1e2f3a4b77", hostname="other", name="other", nics=[])
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(spec))
+    with write_lock(data):
+        proc = cli("instances", "--data-dir", str(data), "add", str(path), check=False, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "store is unavailable" in proc.stderr
+
+
+def test_corrupt_store_fails_healthz(tmp_path: Path) -> None:
+    data, _secret = prepare(tmp_path, "webserver", "rich", "windows")
+    with api_server(tmp_path, "--data-dir", str(data), "--mode", "direct", workers=1) as server:
+        db = data / "store.db"
+        size = db.stat().st_size
+        with open(db, "r+b") as f:  # garbage over every page but the first
+            f.seek(4096)
+            f.write(b"\xa5" * (size - 4096))
+        health = server.admin("/healthz")
+        assert health.status == 503, health.body
+        assert json.loads(health.body)["store"].startswith("error")
+
+
+def test_serve_api_with_unreachable_store_exits_with_one_line(tmp_path: Path) -> None:
+    from tests.support.apiserver import free_port
+
+    proc = cli("serve", "api", "--mode", "direct", "--bind", f"127.0.0.1:{free_port()}",
+               "--admin-bind", f"127.0.0.1:{free_port()}",
+               "--store-url", "postgresql://meta:hunter2secret@127.0.0.1:1/configdrive", check=False, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "hunter2secret" not in proc.stderr
+    assert "every local user" in proc.stderr  # the warning about a password on the command line
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and ("unavailable" in errors[0] or "cannot open" in errors[0]), proc.stderr
+
+
+def test_store_url_help_says_a_password_there_is_visible() -> None:
+    help_text = " ".join(cli("serve", "api", "--help").stdout.split())
+    assert "visible to every local user" in help_text and "CONFIGDRIVE_STORE_URL" in help_text

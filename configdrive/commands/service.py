@@ -17,6 +17,7 @@ import click
 from configdrive.commands.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
+    _redacted,
     config_or_exit,
     fail,
     store_or_exit,
@@ -55,12 +56,18 @@ def _read_specs(paths: tuple[Path, ...]) -> list[tuple[dict[str, Any], Any]]:
 
 
 def _store_call(fn: Any, *args: Any) -> Any:
-    from metadata_content.store import StoreError
+    from metadata_content.store import StoreError, unavailable_reason
 
     try:
         return fn(*args)
     except StoreError as err:
         click.echo(f"error: {err}; nothing was changed", err=True)
+        sys.exit(EXIT_FAILURE)
+    except Exception as err:  # locked past the busy timeout, disk full, corrupt: one line, no traceback
+        reason = unavailable_reason(err)
+        if reason is None:
+            raise
+        click.echo(f"error: the store is unavailable ({reason}); nothing was changed", err=True)
         sys.exit(EXIT_FAILURE)
 
 
@@ -83,7 +90,9 @@ store_options = [
     setting_option(StoreSettings, "data_dir", "--data-dir", type=click.Path(file_okay=False),
                    help="Directory of the SQLite store."),
     setting_option(StoreSettings, "store_url", "--store-url",
-                   help="Database URL (sqlite:///... or postgresql://...)."),
+                   help="Database URL (sqlite:///... or postgresql://...). A password in it is visible "
+                        "to every local user (ps): give such a URL in the config file or "
+                        "CONFIGDRIVE_STORE_URL instead."),
 ]
 
 
@@ -216,11 +225,29 @@ def serve_api(config_file: str | None, data_dir: str | None, store_url: str | No
         config.check()
     except ConfigError as err:
         fail(err.exit_code, str(err))
+    # The store must answer before any worker starts: a worker that cannot open
+    # it dies, and granian would respawn it forever, each with a traceback.
+    _store_or_exit_pinged(config)
     from metadata_content.server.serve import serve_api as run
 
     click.echo(f"metadata API ({config.mode} mode) on {config.bind}, admin on {config.admin_bind}, "
                f"{config.workers} worker(s)", err=True)
     run(config)
+
+
+def _store_or_exit_pinged(config: Any) -> None:
+    """Open and ping the configured store; one line and exit 1 when it cannot be used."""
+    from metadata_content.store import unavailable_reason
+
+    store = store_or_exit(config)
+    try:
+        store.ping()
+    except Exception as err:
+        where, reason = _redacted(config.store_url, config.data_dir, unavailable_reason(err) or str(err))
+        click.echo(f"error: the store {where} is unavailable: {reason}", err=True)
+        sys.exit(EXIT_FAILURE)
+    finally:
+        store.close()
 
 
 @click.command()

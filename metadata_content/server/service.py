@@ -24,12 +24,13 @@ from metadata_content.server.cache import Entry, RenderCache
 from metadata_content.server.config import ApiConfig, ConfigError, read_secret
 from metadata_content.server.metrics import METRICS_DIR_ENV, Metrics
 from metadata_content.server.runtime import TEXT, UNKNOWN_ERROR, AccessLog, Refusal, Reply
-from metadata_content.store import PASSWORD_MAX, Store
+from metadata_content.store import PASSWORD_MAX, Store, unavailable_reason
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
 
 log = logging.getLogger("configdrive.api")
+STORE_UNAVAILABLE = "The metadata store is unavailable. Please try your request again."
 EARLY_MAX = 512  # (path, method) answers remembered before identity: every real path fits
 REASONS = {status.value: status.phrase for status in HTTPStatus}
 
@@ -99,9 +100,13 @@ class MetadataService:
                 log.warning("%s %s %s from %s", environ["configdrive.request_id"], exc.message, exc.log,
                             environ.get("HTTP_X_FORWARDED_FOR") or environ.get("REMOTE_ADDR"))
             return exc.reply()
-        except Exception:
+        except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is not None:  # locked, full, corrupt, away: one line, and the guest may retry
+                log.error("%s store unavailable: %s", environ["configdrive.request_id"], reason)
+                return Refusal(503, STORE_UNAVAILABLE).reply()
             log.exception("%s metadata request failed: %s %r", environ["configdrive.request_id"],
-                          environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+                          environ.get("REQUEST_METHOD"), str(environ.get("PATH_INFO"))[:256])
             return Refusal(500, UNKNOWN_ERROR).reply()
 
     def finish(self, reply: Reply, environ: dict[str, Any], started: float) -> None:
