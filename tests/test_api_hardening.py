@@ -230,3 +230,17 @@ def test_serve_api_with_unreachable_store_exits_with_one_line(tmp_path: Path) ->
 def test_store_url_help_says_a_password_there_is_visible() -> None:
     help_text = " ".join(cli("serve", "api", "--help").stdout.split())
     assert "visible to every local user" in help_text and "CONFIGDRIVE_STORE_URL" in help_text
+
+
+# -- 5. non-ASCII identity headers: the API and the agent agree ---------------------
+
+
+@pytest.mark.parametrize("name", ["X-aws-ec2-metadata-token", "X-aws-ec2-metadata-token-ttl-seconds",
+                                  "X-Forwarded-For"])
+def test_non_ascii_identity_header_is_refused_by_the_api(api: ApiServer, name: str) -> None:
+    for method, path in (("GET", "/latest/meta-data/hostname"), ("PUT", "/latest/api/token")):
+        ttl = "" if name.endswith("seconds") else "X-aws-ec2-metadata-token-ttl-seconds: 60\r\n"
+        request = (f"{method} {path} HTTP/1.1\r\nHost: x\r\n{ttl}".encode()
+                   + name.encode() + b": \xe9t\xe9\r\nConnection: close\r\n\r\n")
+        answer = raw(api.port, request)
+        assert status_of(answer) == 400, (method, answer)

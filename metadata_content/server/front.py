@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from metadata_content.server.identity import undecodable_header
 from metadata_content.server.runtime import TEXT, UNKNOWN_ERROR, Reply, response_headers
 
 log = logging.getLogger("configdrive.api")
@@ -165,6 +166,9 @@ class Front:
         if bad is not None:
             log.warning("refused a request with header %r (spelled unlike an identity header)", bad[:64])
             return refuse(400, "A header name collides with an identity header.", scope.path)
+        unreadable = undecodable_header(scope.headers, IDENTITY_HEADERS)
+        if unreadable is not None:
+            return refuse(400, f"The {unreadable} header is not ASCII text.", scope.path)
         body = b""
         if scope.method not in _NO_BODY or "content-length" in scope.headers \
                 or "transfer-encoding" in scope.headers:
