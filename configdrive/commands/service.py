@@ -215,7 +215,7 @@ def serve() -> None:
 @setting_option(ApiConfig, "cache_ttl", "--cache-ttl", type=float, help="Seconds a rendered instance is reused.")
 @setting_option(ApiConfig, "access_log", "--access-log", help="'-' (stderr), a file, or 'off'.")
 def serve_api(config_file: str | None, data_dir: str | None, store_url: str | None, **opts: Any) -> None:
-    """Serve instance metadata over HTTP (granian WSGI workers, Flask app)."""
+    """Serve instance metadata over HTTP (granian workers: RSGI front, Flask app)."""
     from metadata_content.server.config import ConfigError
 
     if not opts["trusted_proxies"]:
