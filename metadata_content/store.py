@@ -55,6 +55,21 @@ class StoreError(Exception):
     ``str()`` is the message for the user; nothing was changed."""
 
 
+def unavailable_reason(exc: BaseException) -> str | None:
+    """One line saying why the database cannot be used right now (locked past
+    the busy timeout, disk full, corrupt, unreachable), or None when *exc* is
+    not such a fault (a bug, or a refused request). Callers answer these with
+    503 or one error line instead of a traceback; the text is the driver's
+    first line, so a caller that printed a URL must still redact it."""
+    if not isinstance(exc, sa.exc.DBAPIError) or isinstance(
+            exc, sa.exc.IntegrityError | sa.exc.ProgrammingError | sa.exc.DataError):
+        return None
+    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.DatabaseError):
+        return None
+    orig = exc.orig if exc.orig is not None else exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:200]
+
+
 @dataclass(frozen=True)
 class Record:
     """One registered instance as stored."""
@@ -315,9 +330,26 @@ class Store:
             return conn.execute(sa.select(c.value).where(c.key == key)).scalar_one()
 
     def ping(self) -> None:
-        """Raise when the database cannot be reached (``/healthz``)."""
+        """Raise when the database cannot be reached or, for SQLite, is corrupt
+        (``/healthz``): ``SELECT 1`` alone reads no page, so a damaged file
+        passed while every request failed; ``quick_check`` reads them all
+        (milliseconds for a store of thousands of instances)."""
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
+        path = self.sqlite_path
+        if path and path != ":memory:":
+            # a connection of its own: a pooled one may answer from pages cached
+            # before the file was damaged
+            try:
+                check = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+                try:
+                    result = check.execute("PRAGMA quick_check(1)").fetchone()[0]
+                finally:
+                    check.close()
+            except sqlite3.Error as err:
+                raise sa.exc.DatabaseError("PRAGMA quick_check", None, err) from err
+            if result != "ok":
+                raise sa.exc.DatabaseError("PRAGMA quick_check", None, Exception(str(result)))
 
     # -- change log ----------------------------------------------------------
 

@@ -321,6 +321,22 @@ def test_malformed_chunked_body_is_400(agent: str, env: dict[str, Any]) -> None:
     assert ask(agent)[0] == 200
 
 
+@pytest.mark.parametrize("name", ["X-aws-ec2-metadata-token", "X-aws-ec2-metadata-token-ttl-seconds"])
+def test_non_ascii_token_headers_are_refused_as_the_api_does(agent: str, name: str) -> None:
+    """granian's RSGI headers leave out a value that is not text: the agent used
+    to forward the request without it (no token), where the API answers 400."""
+    request = (f"GET /openstack HTTP/1.1\r\nHost: x\r\nX-Neutron-Network-ID: {WEB_NET}\r\n"
+               f"X-Forwarded-For: {WEB_IP}\r\n").encode() + name.encode() + b": \xe9t\xe9\r\nConnection: close\r\n\r\n"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(agent)
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+
+
 def test_api_unreachable_is_503(env: dict[str, Any]) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -54,9 +54,27 @@ def load_or_exit(spec: Path) -> Instance:
         sys.exit(EXIT_BAD_INPUT)
 
 
+def warn_password_on_command_line(store_url: str | None) -> None:
+    """--store-url is only ever given on the command line, where every local user
+    can read it (``ps``, /proc/PID/cmdline): say so when it holds a password."""
+    if not store_url or "@" not in store_url:
+        return
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(store_url).password
+    except Exception:
+        return
+    if password:
+        click.echo("warning: --store-url holds a password, which every local user can read (ps); "
+                   "put the URL in the config file ([store] url) or CONFIGDRIVE_STORE_URL", err=True)
+
+
 def config_or_exit(config_file: str | None, **overrides: Any) -> ApiConfig:
     """The API/store configuration (file < env < options); a bad one prints and exits 2."""
     from metadata_content.server.config import ConfigError, load_config
+
+    warn_password_on_command_line(overrides.get("store_url"))
 
     try:
         return load_config(config_file, **overrides)

@@ -17,6 +17,7 @@ import click
 from configdrive.commands.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
+    _redacted,
     config_or_exit,
     fail,
     store_or_exit,
@@ -56,12 +57,18 @@ def _read_specs(paths: tuple[Path, ...]) -> list[tuple[dict[str, Any], Any]]:
 
 
 def _store_call(fn: Any, *args: Any) -> Any:
-    from metadata_content.store import StoreError
+    from metadata_content.store import StoreError, unavailable_reason
 
     try:
         return fn(*args)
     except StoreError as err:
         click.echo(f"error: {err}; nothing was changed", err=True)
+        sys.exit(EXIT_FAILURE)
+    except Exception as err:  # locked past the busy timeout, disk full, corrupt: one line, no traceback
+        reason = unavailable_reason(err)
+        if reason is None:
+            raise
+        click.echo(f"error: the store is unavailable ({reason}); nothing was changed", err=True)
         sys.exit(EXIT_FAILURE)
 
 
@@ -84,7 +91,9 @@ store_options = [
     setting_option(StoreSettings, "data_dir", "--data-dir", type=click.Path(file_okay=False),
                    help="Directory of the SQLite store."),
     setting_option(StoreSettings, "store_url", "--store-url",
-                   help="Database URL (sqlite:///... or postgresql://...)."),
+                   help="Database URL (sqlite:///... or postgresql://...). A password in it is visible "
+                        "to every local user (ps): give such a URL in the config file or "
+                        "CONFIGDRIVE_STORE_URL instead."),
 ]
 
 
@@ -207,7 +216,7 @@ def serve() -> None:
 @setting_option(ApiConfig, "cache_ttl", "--cache-ttl", type=float, help="Seconds a rendered instance is reused.")
 @setting_option(ApiConfig, "access_log", "--access-log", help="'-' (stderr), a file, or 'off'.")
 def serve_api(config_file: str | None, data_dir: str | None, store_url: str | None, **opts: Any) -> None:
-    """Serve instance metadata over HTTP (granian WSGI workers, Flask app).
+    """Serve instance metadata over HTTP (granian workers: RSGI front, Flask app).
 
     \b
     To run two APIs on one host, give each its own --bind and --admin-bind
@@ -223,6 +232,9 @@ def serve_api(config_file: str | None, data_dir: str | None, store_url: str | No
         config.check()
     except ConfigError as err:
         fail(err.exit_code, str(err))
+    # The store must answer before any worker starts: a worker that cannot open
+    # it dies, and granian would respawn it forever, each with a traceback.
+    _store_or_exit_pinged(config)
     from metadata_content.server.serve import StartError
     from metadata_content.server.serve import serve_api as run
 
@@ -232,6 +244,21 @@ def serve_api(config_file: str | None, data_dir: str | None, store_url: str | No
         run(config)
     except StartError as err:
         fail(EXIT_FAILURE, str(err))
+
+
+def _store_or_exit_pinged(config: Any) -> None:
+    """Open and ping the configured store; one line and exit 1 when it cannot be used."""
+    from metadata_content.store import unavailable_reason
+
+    store = store_or_exit(config)
+    try:
+        store.ping()
+    except Exception as err:
+        where, reason = _redacted(config.store_url, config.data_dir, unavailable_reason(err) or str(err))
+        click.echo(f"error: the store {where} is unavailable: {reason}", err=True)
+        sys.exit(EXIT_FAILURE)
+    finally:
+        store.close()
 
 
 @click.command()

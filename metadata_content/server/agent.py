@@ -45,7 +45,7 @@ from typing import Any
 from granian.rsgi import ProtocolClosed, ProtocolError
 
 from metadata_content.server.config import AGENT_RESOLVED_ENV, AgentConfig, ConfigError, read_secret
-from metadata_content.server.identity import proxy_headers
+from metadata_content.server.identity import proxy_headers, undecodable_header
 from metadata_content.server.runtime import (
     UNKNOWN_ERROR,
     AccessLog,
@@ -75,6 +75,10 @@ PASSED_BACK = ("x-openstack-request-id", "x-aws-ec2-metadata-token-ttl-seconds",
 # token headers (a token is bound to one instance by HMAC, so it cannot choose one).
 TOKEN_HEADERS = (("x-aws-ec2-metadata-token", "X-aws-ec2-metadata-token"),
                  ("x-aws-ec2-metadata-token-ttl-seconds", "X-aws-ec2-metadata-token-ttl-seconds"))
+
+# Headers whose value must arrive as text: a value granian cannot decode would
+# be dropped, turning a bad token into none or shortening X-Forwarded-For.
+CHECKED_HEADERS = frozenset({NETWORK_HEADER, ROUTER_HEADER, "x-forwarded-for", *(k for k, _ in TOKEN_HEADERS)})
 
 
 # -- who is asking ------------------------------------------------------------
@@ -245,6 +249,9 @@ class Agent:
         network_id = request.headers.get(NETWORK_HEADER)
         router_id = request.headers.get(ROUTER_HEADER)
         try:
+            unreadable = undecodable_header(scope.headers, CHECKED_HEADERS)
+            if unreadable is not None:  # the API refuses the same (identity.undecodable_header)
+                raise Refusal(400, f"The {unreadable} header is not ASCII text.")
             if request.path == "/healthz" and not (network_id or router_id):
                 reply = await self.health()
             else:

@@ -18,17 +18,12 @@ from typing import Any
 from flask import Flask, Response, request
 
 from metadata_content.server.config import RESOLVED_ENV, ApiConfig
-from metadata_content.server.runtime import Reply, die_with_parent, setup_logging
+from metadata_content.server.runtime import die_with_parent, response_headers, setup_logging
 from metadata_content.server.service import REASONS, MetadataService
 from metadata_content.store import Store
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 STATUS_LINES = {code: f"{code} {reason}" for code, reason in REASONS.items()}
-
-
-def _headers(reply: Reply, environ: dict[str, Any]) -> list[tuple[str, str]]:
-    return [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body))),
-            ("X-Openstack-Request-Id", environ["configdrive.request_id"]), *reply.headers]
 
 
 class FastPath:
@@ -45,7 +40,7 @@ class FastPath:
         if reply is None:
             return self.app(environ, start_response)
         self.service.finish(reply, environ, started)
-        start_response(STATUS_LINES.get(reply.status) or f"{reply.status} Error", _headers(reply, environ))
+        start_response(STATUS_LINES.get(reply.status) or f"{reply.status} Error", response_headers(reply, environ))
         return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [reply.body]
 
 
@@ -94,3 +89,13 @@ def app_from_env() -> Flask:
     gc.collect()
     gc.freeze()
     return app
+
+
+def rsgi_from_env() -> Any:
+    """Factory for ``serve api``'s workers: :class:`~metadata_content.server.front.Front`
+    (RSGI) around :func:`app_from_env`'s app, so header names arrive unmapped."""
+    from metadata_content.server.front import Front
+
+    app = app_from_env()
+    config = ApiConfig.from_json(os.environ[RESOLVED_ENV])
+    return Front(app.wsgi_app, config.threads)

@@ -17,6 +17,8 @@ import hmac
 import ipaddress
 import os
 import time
+from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,27 @@ TOKEN_PATH = "/latest/api/token"
 TOKEN_HEADER = "HTTP_X_AWS_EC2_METADATA_TOKEN"
 TOKEN_TTL_HEADER = "HTTP_X_AWS_EC2_METADATA_TOKEN_TTL_SECONDS"
 TOKEN_TTL_MAX = 21600
+
+
+def undecodable_header(headers: Any, names: Collection[str]) -> str | None:
+    """The first of *names* (lower-case) that arrived with a value granian's RSGI
+    headers cannot hand over as text (non-ASCII bytes): ``items()`` leaves such
+    a value out while ``keys()`` still names it. Dropping it silently would
+    turn a bad token into no token, or shorten the X-Forwarded-For chain that
+    IMDSv2's relay check counts, so both the agent and the API refuse it (400).
+
+    ``keys()`` names a header once however many lines carried it, so a name
+    whose every value is undecodable is caught; one bad line beside good ones
+    of the same name is not visible through RSGI and is left out (the good
+    values stand, which the sender could have sent alone)."""
+    named = Counter(name for name in headers.keys() if name in names)  # noqa: SIM118 - RSGIHeaders is not iterable
+    if not named:
+        return None
+    given = Counter(name for name, _ in headers.items() if name in names)
+    for name, count in named.items():
+        if given[name] < count:
+            return name
+    return None
 
 
 def sign_instance_id(secret: bytes | str, instance_id: str) -> str:

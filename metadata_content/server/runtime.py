@@ -13,9 +13,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 TEXT = "text/plain; charset=utf-8"
+LOGGED_PATH_MAX = 256  # characters of a path the access log keeps
 UNKNOWN_ERROR = "An unknown error has occurred. Please try your request again."
 
 
@@ -30,6 +31,12 @@ class Reply:
     instance_id: str = "-"
     headers: tuple[tuple[str, str], ...] = ()
     path_class: str = "ec2"
+
+
+def response_headers(reply: Reply, environ: dict[str, Any]) -> list[tuple[str, str]]:
+    """The API's response headers for *reply* (fast path and front alike)."""
+    return [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body))),
+            ("X-Openstack-Request-Id", environ["configdrive.request_id"]), *reply.headers]
 
 
 class Refusal(Exception):
@@ -72,7 +79,9 @@ class AccessLog:
               source: str = "") -> None:
         """*source*: the agent's ``xff=... net=... router=...`` before the instance."""
         if self.out is not None:
-            self.out.write(f"{rid} {source}instance={instance_id} {method} {path!r} {status} "
+            if len(path) > LOGGED_PATH_MAX:  # a line per request stays small whatever was asked
+                path = f"{path[:LOGGED_PATH_MAX]}...({len(path)} chars)"
+            self.out.write(f"{rid} {source}instance={instance_id} {method[:16]} {path!r} {status} "
                            f"{seconds * 1000:.3f}ms\n")
             if self._flusher is None:
                 self._flusher = threading.Thread(target=self._flush_forever, name="access-log", daemon=True)

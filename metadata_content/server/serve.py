@@ -1,4 +1,5 @@
-"""Run the API in production: granian (WSGI mode) workers plus an admin server.
+"""Run the API in production: granian workers (RSGI front around the WSGI app,
+see front.py) plus an admin server.
 
 granian was measured against gunicorn's sync worker (bench/api.py): with the
 same Flask app and 2 workers it answers several times more requests per
@@ -147,8 +148,9 @@ def serve_api(config: ApiConfig) -> None:
     threading.Thread(target=admin.serve_forever, name="admin", daemon=True).start()
     host, port = split_bind(config.bind)
     try:
-        Granian("metadata_content.server.api:app_from_env", address=host, port=port,
-                interface=Interfaces.WSGI, workers=config.workers, blocking_threads=config.threads,
+        # RSGI, not WSGI: see metadata_content/server/front.py (raw header names, body deadlines)
+        Granian("metadata_content.server.api:rsgi_from_env", address=host, port=port,
+                interface=Interfaces.RSGI, workers=config.workers,
                 websockets=False, factory=True, log_access=False, backlog=2048,
                 # one Rust I/O thread per worker: measured lower p99 on 2 cores
                 runtime_mode=RuntimeModes.st, http=HTTPModes.http1,

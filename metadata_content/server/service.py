@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -23,12 +24,14 @@ from metadata_content.server.cache import Entry, RenderCache
 from metadata_content.server.config import ApiConfig, ConfigError, read_secret
 from metadata_content.server.metrics import METRICS_DIR_ENV, Metrics
 from metadata_content.server.runtime import TEXT, UNKNOWN_ERROR, AccessLog, Refusal, Reply
-from metadata_content.store import PASSWORD_MAX, Store
+from metadata_content.store import PASSWORD_MAX, Store, unavailable_reason
 
 if TYPE_CHECKING:  # pragma: no cover
     from metadata_content.model import Instance
 
 log = logging.getLogger("configdrive.api")
+STORE_UNAVAILABLE = "The metadata store is unavailable. Please try your request again."
+EARLY_MAX = 512  # (path, method) answers remembered before identity: every real path fits
 REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
@@ -72,7 +75,7 @@ class MetadataService:
                                  vendor_data2=vendor_data2, max_entries=config.cache_max_instances,
                                  refetch_on_expiry=bool(targets))
         self.tokens = ident.Tokens(bytes.fromhex(self.store.setting("imds_token_key")))
-        self._early: dict[tuple[str, str], Answer | None] = {}
+        self._early: OrderedDict[tuple[str, str], Answer | None] = OrderedDict()
         # request ids: a random per-worker prefix and a counter (os.urandom per
         # request would release the GIL, a measurable cost under load)
         self._rid_prefix = f"req-{os.urandom(4).hex()}-"
@@ -97,9 +100,13 @@ class MetadataService:
                 log.warning("%s %s %s from %s", environ["configdrive.request_id"], exc.message, exc.log,
                             environ.get("HTTP_X_FORWARDED_FOR") or environ.get("REMOTE_ADDR"))
             return exc.reply()
-        except Exception:
+        except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is not None:  # locked, full, corrupt, away: one line, and the guest may retry
+                log.error("%s store unavailable: %s", environ["configdrive.request_id"], reason)
+                return Refusal(503, STORE_UNAVAILABLE).reply()
             log.exception("%s metadata request failed: %s %r", environ["configdrive.request_id"],
-                          environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+                          environ.get("REQUEST_METHOD"), str(environ.get("PATH_INFO"))[:256])
             return Refusal(500, UNKNOWN_ERROR).reply()
 
     def finish(self, reply: Reply, environ: dict[str, Any], started: float) -> None:
@@ -127,10 +134,12 @@ class MetadataService:
             key = (path, method)
             if key in self._early:
                 early = self._early[key]
+                self._early.move_to_end(key)
             else:  # the tree decides what is answered before identification; remember it per path
                 early = lookup_without_instance(path, method)
-                if len(self._early) < 4096:
-                    self._early[key] = early
+                self._early[key] = early
+                if len(self._early) > EARLY_MAX:  # unidentified clients choose these keys: bounded LRU
+                    self._early.popitem(last=False)
             if early is not None:
                 return self._reply(early, "-", "root")
         uuid, entry = self._identify(environ, render)
