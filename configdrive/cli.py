@@ -36,7 +36,14 @@ COMMANDS = {
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="configdrive")
 def cli() -> None:
-    """Build OpenStack config drives and serve instance metadata from one model."""
+    """Build OpenStack config drives and serve instance metadata from one model.
+
+    \b
+    Files a spec names (user_data.file, files[].file, keys[].file) must be
+    regular files inside the spec's directory, at most 49149, 10240 and
+    16384 bytes; CONFIGDRIVE_ALLOW_FILES_OUTSIDE=DIR[:DIR...] allows more
+    directories.
+    """
 
 
 def main() -> None:

@@ -10,8 +10,10 @@ hot-plug, so there the new drive appears at the next boot, and we say so.
 
 Images: every build gets a new name, ``<domain uuid>.<random>.iso|img``,
 written atomically (temporary file, then link/rename in the same directory,
-mode 0644). libvirt's DAC driver chowns an image to libvirt-qemu while the
-domain uses it; a new name never fights that ownership, a live media swap
+mode 0640: they hold admin_pass and user data). libvirt's DAC driver chowns
+an image to libvirt-qemu while the domain uses it (so qemu reads it as its
+owner; where libvirt does not chown, give the images directory qemu's group
+and the setgid bit: images take its group); a new name never fights that ownership, a live media swap
 sees a different path (libvirt ignores an "update" to the same path), and the
 old image is unlinked afterwards, which needs only write access to the
 directory. Nothing outside the images directory is ever deleted.
@@ -58,13 +60,17 @@ def default_images_dir() -> Path:
 
 
 def prepare_images_dir(path: Path) -> Path:
-    """Create the directory traversable by libvirt's qemu user (0755)."""
+    """Create the directory traversable, not listable, by libvirt's qemu user (0711);
+    an existing one loses others' read and write (its group bits are the operator's)."""
     if not path.is_dir():
         try:
             path.mkdir(parents=True)
-            path.chmod(0o755)
+            path.chmod(0o711)
         except OSError as err:
             raise HypervisorError(f"cannot create images directory {path}: {err.strerror}") from None
+    info = path.stat()
+    if info.st_mode & 0o006 and info.st_uid == os.geteuid():
+        path.chmod(info.st_mode & 0o7771)
     if not os.access(path, os.W_OK | os.X_OK):
         raise HypervisorError(f"images directory {path} is not writable by this user; "
                               f"run as root or choose --images-dir")
@@ -72,14 +78,14 @@ def prepare_images_dir(path: Path) -> Path:
 
 
 def build_image(instance: Instance, fmt: str, path: Path, *, epoch: int | None = None) -> None:
-    """Render the drive through the content model and write it atomically, mode 0644.
+    """Render the drive through the content model and write it atomically, mode 0640.
 
     ``epoch`` dates every file (None: now); the caller reads and checks
     SOURCE_DATE_EPOCH, so a bad value is refused before anything is touched.
     """
 
-    # mode 0644: qemu reads it even where libvirt does not chown
-    write_image_file(drive_files(instance), path, fmt, force=False, epoch=epoch, mode=0o644)
+    # 0640: libvirt chowns it to qemu's user; no one else may read admin_pass or user data
+    write_image_file(drive_files(instance), path, fmt, force=False, epoch=epoch, mode=0o640)
 
 
 def our_images(images_dir: Path, domain_uuid: str) -> list[Path]:

@@ -96,8 +96,36 @@ def store_url(url: str | None = None, data_dir: str | Path | None = None) -> str
     if url:
         return url
     folder = Path(data_dir) if data_dir else default_data_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    private_data_dir(folder)
+    private_database(folder / DB_FILE)
     return f"sqlite:///{folder.resolve() / DB_FILE}"
+
+
+def private_data_dir(folder: Path) -> None:
+    """Create the data directory 0711, or take read and write from others on an existing one.
+
+    It holds every spec (admin_pass, user data), posted passwords and the IMDSv2
+    token key. Others keep only search (x): libvirt's qemu user must reach
+    ``<data dir>/images``; nothing can be listed. Group bits are the operator's.
+    """
+    folder.mkdir(mode=0o711, parents=True, exist_ok=True)
+    mode = folder.stat().st_mode & 0o7777
+    if mode & 0o006 and folder.stat().st_uid == os.geteuid():
+        folder.chmod(mode & ~0o006)
+
+
+def private_database(path: Path) -> None:
+    """The SQLite file created 0600 before SQLite opens it: SQLite gives its WAL and
+    SHM files the database's mode. Existing files lose every permission of others;
+    a group the operator granted (g+rw on the files) is kept."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            info = name.stat()
+            if info.st_mode & 0o007 and info.st_uid == os.geteuid():
+                name.chmod(info.st_mode & 0o770)
+        except FileNotFoundError:
+            pass
 
 
 def normalise_ip(ip: str) -> str:

@@ -134,7 +134,7 @@ def test_attach_places_drive(define, images: Path, arch: str, machine: str, disk
         assert models[ctrl] == "virtio-scsi"
     # the image is a real, readable config drive, readable by qemu's user
     mode = os.stat(outcome.image).st_mode
-    assert stat.S_IMODE(mode) == 0o644
+    assert stat.S_IMODE(mode) == 0o640  # issue 16: admin_pass and user data are not for other users
     from configdrive.images.inspect import read_drive, validate
     report = validate(read_drive(outcome.image))
     assert report.valid and report.uuid == INSTANCE.uuid

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -53,10 +54,32 @@ class DnsmasqFiles:
         return self.state_dir / f"dnsmasq-{self.ident}.{kind}"
 
 
+# dnsmasq reads a dhcp-host field as its keyword or a lease time before it
+# takes it as a name: "ignore" (no lease), "infinite", "3600", "12h", "1w".
+_KEYWORD = re.compile(r"ignore|infinite|[0-9 ]*[0-9][0-9 ]*[wdhmsWDHMS]?")
+_FIELD = {"mac": re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}"), "tag": re.compile(r"meta|router"),
+          "hostname": re.compile(r"[A-Za-z0-9.-]{1,253}")}
+
+
+def host_line(host: DhcpHost) -> str:
+    """One dhcp-hostsfile line; no value can add a line or a field, or be read as syntax.
+
+    The store's values were validated already; this is the last guard before a
+    file dnsmasq parses. A host name dnsmasq would take for a keyword or a lease
+    time is left out: the guest still gets its lease (its name comes from metadata).
+    """
+    for field, pattern in _FIELD.items():
+        if not pattern.fullmatch(getattr(host, field)):
+            raise NetError(f"refusing {field} {getattr(host, field)!r} for dnsmasq's hosts file")
+    ip = str(ipaddress.ip_address(host.ip))
+    name = "" if _KEYWORD.fullmatch(host.hostname) else f",{host.hostname}"
+    return f"{host.mac},set:{host.tag},{ip}{name}"
+
+
 def write_files(files: DnsmasqFiles, hosts: list[DhcpHost], options: list[str]) -> None:
     """The hosts and options files, each replaced atomically (never read half-written)."""
     files.state_dir.mkdir(parents=True, exist_ok=True)
-    text = "".join(f"{h.mac},set:{h.tag},{h.ip},{h.hostname}\n" for h in hosts)
+    text = "".join(host_line(h) + "\n" for h in hosts)
     for kind, body in (("hosts", text), ("opts", "".join(o + "\n" for o in options))):
         tmp = files.path(kind + ".new")
         tmp.write_text(body)

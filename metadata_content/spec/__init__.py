@@ -24,7 +24,7 @@ from metadata_content.spec.addresses import Addresses
 from metadata_content.spec.build_instance import build
 from metadata_content.spec.checks import semantic_problems
 from metadata_content.spec.files import inline_files, unresolved_files
-from metadata_content.spec.parse import parse_file
+from metadata_content.spec.parse import parse_file, surrogate_problems
 from metadata_content.spec.schema import schema_problems
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,7 +62,7 @@ def instance_from_data(data: Any, source: str, *, validated: bool = False) -> In
     """
     if validated:
         return build(data)
-    problems = schema_problems(data) or unresolved_files(data)
+    problems = surrogate_problems(data) or schema_problems(data) or unresolved_files(data)
     if problems:
         raise SpecError(source, problems)
     return _checked_build(data, source)

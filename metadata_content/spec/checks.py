@@ -56,7 +56,7 @@ def semantic_problems(data: dict[str, Any], addresses: Addresses) -> list[Proble
 
 # -- sections -------------------------------------------------------------------
 
-_SSH_TYPES = re.compile(r"^(ssh-(rsa|dss|ed25519|ed448)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+)$")
+_SSH_TYPES = re.compile(r"(ssh-(rsa|dss|ed25519|ed448)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+)")
 
 
 def _check_keys(c: Checker) -> None:
@@ -74,7 +74,7 @@ def _check_keys(c: Checker) -> None:
 
 def ssh_key_error(value: str) -> str | None:
     fields = value.split()
-    if len(fields) < 2 or not _SSH_TYPES.match(fields[0]):
+    if len(fields) < 2 or not _SSH_TYPES.fullmatch(fields[0]):
         return "is not an OpenSSH public key ('ssh-ed25519 AAAA... comment')"
     blob = nonempty_base64(fields[1])
     if blob is None or len(blob) < 4:
@@ -142,7 +142,7 @@ def _check_devices(c: Checker) -> None:
         c.check(f"{where}.share_id", dev.get("share_id"), uuid_error)
         if dev.get("bus") == "pci":
             c.check(f"{where}.address", dev.get("address"),
-                    lambda v: None if PCI.match(v) else f"{v!r} is not a PCI address like 0000:00:03.0")
+                    lambda v: None if PCI.fullmatch(v) else f"{v!r} is not a PCI address like 0000:00:03.0")
 
 
 def _check_block_devices(c: Checker) -> None:

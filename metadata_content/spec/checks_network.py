@@ -17,7 +17,7 @@ def check_friendly_network(c: Checker) -> None:
             where = f"{kind}[{i}]"
             name = holder.get("name")
             if name is not None:
-                if not IFNAME.match(name):
+                if not IFNAME.fullmatch(name):
                     c.add(f"{where}.name",
                           f"{name!r} is not a Linux interface name (1-15 characters, no '/', ':' or spaces)")
                 elif name in names:

@@ -22,13 +22,41 @@ def parse_file(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(str(path), [Problem("", f"cannot read: {exc}")]) from None
     if path.suffix == ".json":
-        return _parse_json(text, str(path))
-    from metadata_content.spec import yaml_loader  # here: a JSON spec never imports yaml
+        data = _parse_json(text, str(path))
+    else:
+        from metadata_content.spec import yaml_loader  # here: a JSON spec never imports yaml
 
-    try:
-        return yaml_loader.load(text)
-    except yaml_loader.SpecYAMLError as exc:
-        raise SpecError(str(path), [Problem("", f"invalid YAML: {exc}")]) from None
+        try:
+            data = yaml_loader.load(text)
+        except yaml_loader.SpecYAMLError as exc:
+            raise SpecError(str(path), [Problem("", f"invalid YAML: {exc}")]) from None
+    problems = surrogate_problems(data)
+    if problems:
+        raise SpecError(str(path), problems)
+    return data
+
+
+def surrogate_problems(value: Any, where: str = "") -> list[Problem]:
+    """Strings holding a lone UTF-16 surrogate (JSON's "\\ud800"): no UTF-8 text can
+    carry them, so every later stage (checks, rendering, the store) would fail."""
+    if isinstance(value, str):
+        return [Problem(where, "contains a lone UTF-16 surrogate (not valid Unicode text)")] \
+            if _SURROGATE.search(value) else []
+    problems: list[Problem] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and _SURROGATE.search(key):
+                problems.append(Problem(where, f"key {key!a} "
+                                               f"contains a lone UTF-16 surrogate (not valid Unicode text)"))
+                continue
+            problems += surrogate_problems(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            problems += surrogate_problems(item, f"{where}[{i}]")
+    return problems
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _parse_json(text: str, source: str) -> Any:

@@ -17,10 +17,11 @@ from typing import Any
 from metadata_content.errors import Problem
 from metadata_content.spec.addresses import Addresses
 
-LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-PCI = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
-IFNAME = re.compile(r"^[^\s/:]{1,15}$")
+# Whole values only, with fullmatch: "$" would also pass a final newline ("web\n").
+LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+PCI = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
+IFNAME = re.compile(r"[^\s/:]{1,15}")
 
 
 class Checker:
@@ -55,7 +56,7 @@ def uuid_error(value: str) -> str | None:
 def hostname_error(value: str) -> str | None:
     if not value:
         return "must not be empty"
-    bad = [label for label in value.split(".") if not LABEL.match(label)]
+    bad = [label for label in value.split(".") if not LABEL.fullmatch(label)]
     if bad:
         return (f"{value!r} is not a valid host name: label {bad[0]!r} must be 1-63 letters, "
                 "digits or hyphens, not starting or ending with a hyphen")
@@ -71,7 +72,7 @@ def ec2_id_error(value: str | int, prefix: str) -> str | None:
 
 
 def mac_error(value: str) -> str | None:
-    if not MAC.match(value):
+    if not MAC.fullmatch(value):
         return f"{value!r} is not a MAC address like fa:16:3e:12:34:56"
     if int(value[:2], 16) & 1:
         return f"{value!r} is a multicast MAC address"
