@@ -139,3 +139,18 @@ def test_lone_surrogates_are_refused_by_every_command(tmp_path: Path, extra: dic
         proc = run_cli(*args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert b"lone UTF-16 surrogate" in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_full_disk_is_one_line(tmp_path: Path) -> None:
+    """`instances add` on a file system with no room left: one line, exit 1, no traceback.
+    The data directory is a 96 KiB tmpfs in a mount namespace of the command's own."""
+    data = tmp_path / "data"
+    data.mkdir()
+    specs = [str(ROOT / "samples" / f"{name}.yaml") for name in ("rich", "webserver", "windows", "minimal")]
+    script = (f'mount -t tmpfs -o size=96k tmpfs "{data}" && exec "{sys.executable}" -m configdrive '
+              f'instances --data-dir "{data}" add {" ".join(specs)}')
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "disk is full" in lines[0] and lines[0].startswith("error: "), proc.stderr

@@ -97,12 +97,14 @@ def store_settings_or_exit(config_file: str | None, **overrides: Any) -> StoreSe
 
 def store_or_exit(config: StoreSettings) -> Store:
     """Open the configured store; any driver error prints one line (no password) and exits 1."""
-    from metadata_content.store import Store
+    from metadata_content.store import Store, unavailable_reason
 
     try:
         return Store(config.store_url, config.data_dir)
     except Exception as err:
-        where, reason = _redacted(config.store_url, config.data_dir, str(err))
+        # the driver's first line only (SQLAlchemy appends the statement and a link)
+        text = unavailable_reason(err) or (str(err).strip().splitlines() or [type(err).__name__])[0]
+        where, reason = _redacted(config.store_url, config.data_dir, text)
         click.echo(f"error: cannot open the store {where}: {reason}", err=True)
         sys.exit(EXIT_FAILURE)
 
