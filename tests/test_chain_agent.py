@@ -228,20 +228,26 @@ def test_head_keeps_the_length_and_sends_no_body(agent: str) -> None:
     assert status == 404 and body == b"" and int({k.lower(): v for k, v in headers.items()}["content-length"]) > 0
 
 
+def exchange(sock: str, request: bytes) -> bytes:
+    """Send raw *request* bytes (ending with ``Connection: close``) on the agent's socket;
+    the whole answer, read until the agent closes."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(sock)
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer
+
+
 def test_header_names_are_matched_exactly(agent: str) -> None:
     """A guest's ``X_Neutron_Router_ID`` is not haproxy's ``X-Neutron-Router-ID``
     (a WSGI server would have given both the same HTTP_* key)."""
     request = (f"GET /openstack HTTP/1.1\r\nHost: x\r\nX-Neutron-Network-ID: {WEB_NET}\r\n"
                f"X_Neutron_Router_ID: router-1\r\nX_Forwarded_For: 10.9.9.9\r\n"
                f"X-Forwarded-For: {WEB_IP}\r\nConnection: close\r\n\r\n").encode()
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(10)
-        s.connect(agent)
-        s.sendall(request)
-        answer = b""
-        while chunk := s.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
+    head, _, body = exchange(agent, request).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
     assert {k.lower(): v for k, v in json.loads(body)["headers"]}["x-instance-id"] == WEB["uuid"]
 
@@ -327,13 +333,7 @@ def test_non_ascii_token_headers_are_refused_as_the_api_does(agent: str, name: s
     to forward the request without it (no token), where the API answers 400."""
     request = (f"GET /openstack HTTP/1.1\r\nHost: x\r\nX-Neutron-Network-ID: {WEB_NET}\r\n"
                f"X-Forwarded-For: {WEB_IP}\r\n").encode() + name.encode() + b": \xe9t\xe9\r\nConnection: close\r\n\r\n"
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(10)
-        s.connect(agent)
-        s.sendall(request)
-        answer = b""
-        while chunk := s.recv(65536):
-            answer += chunk
+    answer = exchange(agent, request)
     assert answer.startswith(b"HTTP/1.1 400"), answer
 
 
