@@ -17,7 +17,8 @@ import pytest
 from tests.conftest import ROOT, SAMPLES
 
 CALLS = "fsync,fdatasync,linkat,link,rename,renameat,renameat2"
-# `pid call(args) = result` as strace -f -y prints it (the pid column is padded); fds carry their path: 3</dir/#123 (deleted)>
+# `pid call(args) = result` as strace -f -y prints it (the pid column is padded);
+# fds carry their path: 3</dir/#123 (deleted)>
 LINE = re.compile(r"^\d+\s+(?P<call>\w+)\((?P<args>.*)\)\s+= (?P<result>-?\d+)")
 
 
